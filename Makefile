@@ -1,0 +1,24 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: deps helm demo test bench clean
+
+deps:
+	bash scripts/install-deps.sh
+
+helm:
+	bash scripts/install-helm.sh
+
+demo: deps
+	$(PY) scripts/demo.py
+
+test: deps helm
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: deps
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf .demo bench/work .pytest_cache

@@ -1,0 +1,109 @@
+"""The bundle manifest (``airgap-bundle.json``), the first member of every bundle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airgap.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "airgap-bundle.json"
+LAYOUT_DIR = "oci"  # the OCI image layout inside the tar: oci/oci-layout, oci/index.json, oci/blobs/...
+
+
+@dataclass(frozen=True)
+class BundleImage:
+    name: str                 # repository under the target prefix
+    source: str               # where it came from, as IMAGES.md wrote it
+    tag: str
+    digest: str               # of the manifest or index, as pushed
+    media_type: str
+    size: int                 # of the manifest or index
+    platforms: list[str] = field(default_factory=list)
+    values: str | None = None  # where the chart reads this image, e.g. "opensearch.image"
+    blob_bytes: int = 0       # bytes of every blob this image references (shared ones counted)
+
+    @property
+    def ref_name(self) -> str:
+        """The ``org.opencontainers.image.ref.name`` of this image in the bundle's layout."""
+        return f"{self.name}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: str      # member name inside the tar
+    kind: str      # "chart" or "crd"
+    sha256: str
+    size: int
+    name: str = ""       # chart name, or the CRD file's original name
+    version: str = ""    # chart version
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    release: str
+    created: str                      # RFC 3339 UTC
+    images: list[BundleImage]
+    files: list[BundleFile]
+    blob_count: int
+    blob_bytes: int
+    tool: str = "airgap"
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "kind": "AirgapBundle",
+            "formatVersion": self.format_version,
+            "release": self.release,
+            "created": self.created,
+            "tool": self.tool,
+            "layout": LAYOUT_DIR,
+            "blobs": {"count": self.blob_count, "bytes": self.blob_bytes},
+            "images": [_camel(asdict(i)) for i in self.images],
+            "files": [asdict(f) for f in self.files],
+        }
+        return json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> "BundleManifest":
+        try:
+            doc = json.loads(data)
+            if doc.get("kind") != "AirgapBundle":
+                raise BundleError(f"{where}: not an airgap bundle (first member is not an airgap manifest)")
+            version = int(doc.get("formatVersion", 0))
+            if version != FORMAT_VERSION:
+                raise BundleError(f"{where}: bundle format version {version} is not supported by this airgap "
+                                  f"(supports {FORMAT_VERSION}); use the airgap release that wrote it")
+            images = [BundleImage(**_snake(i)) for i in doc["images"]]
+            files = [BundleFile(**f) for f in doc.get("files", [])]
+            return cls(release=str(doc["release"]), created=str(doc["created"]), images=images, files=files,
+                       blob_count=int(doc["blobs"]["count"]), blob_bytes=int(doc["blobs"]["bytes"]),
+                       tool=str(doc.get("tool", "")), format_version=version)
+        except BundleError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{where}: bundle manifest is malformed ({exc.__class__.__name__}: {exc})") from None
+
+    @property
+    def chart(self) -> BundleFile | None:
+        return next((f for f in self.files if f.kind == "chart"), None)
+
+    @property
+    def crds(self) -> list[BundleFile]:
+        return [f for f in self.files if f.kind == "crd"]
+
+
+_TO_CAMEL = {"media_type": "mediaType", "blob_bytes": "blobBytes"}
+_TO_SNAKE = {v: k for k, v in _TO_CAMEL.items()}
+
+
+def _camel(d: dict[str, Any]) -> dict[str, Any]:
+    return {_TO_CAMEL.get(k, k): v for k, v in d.items()}
+
+
+def _snake(d: dict[str, Any]) -> dict[str, Any]:
+    known = {"name", "source", "tag", "digest", "media_type", "size", "platforms", "values", "blob_bytes"}
+    out = {_TO_SNAKE.get(k, k): v for k, v in d.items()}
+    return {k: v for k, v in out.items() if k in known}

@@ -1,0 +1,205 @@
+"""Reads a bundle in place: members are byte ranges of the tar, streamed without unpacking.
+
+Opening a bundle checks its structure (first member, every member complete, every manifest and blob
+that an image needs present with the right size); :meth:`BundleReader.verify_files` and the copy
+engine's verify-first pass check content digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, BundleFile, BundleImage, BundleManifest
+from airgap.errors import BundleError, DigestMismatch, InputError
+from airgap.model import Descriptor, Digest, parse_manifest
+from airgap.model.digest import CHUNK
+from airgap.model.manifest import ImageIndex, Manifest
+from airgap.places.base import Store
+
+MAX_BUNDLE_MANIFEST = 64 << 20
+
+
+@dataclass(frozen=True)
+class Member:
+    offset: int
+    size: int
+
+
+class BundleReader:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(f"bundle {self.path} does not exist")
+        self.members: dict[str, Member] = {}
+        self.manifest = self._scan()
+
+    # -- structure ------------------------------------------------------------------------------
+    def _scan(self) -> BundleManifest:
+        size = self.path.stat().st_size
+        where = str(self.path)
+        try:
+            with tarfile.open(self.path, mode="r:") as tf:
+                first = True
+                manifest_bytes = b""
+                for info in tf:
+                    if first:
+                        if info.name != MANIFEST_NAME or not info.isfile():
+                            raise BundleError(f"{where}: not an airgap bundle (first member is {info.name!r}, "
+                                              f"expected {MANIFEST_NAME})")
+                        if info.size > MAX_BUNDLE_MANIFEST:
+                            raise BundleError(f"{where}: bundle manifest is implausibly large ({info.size} bytes)")
+                        fh = tf.extractfile(info)
+                        assert fh is not None
+                        manifest_bytes = fh.read()
+                        first = False
+                    if info.isfile():
+                        if info.offset_data + info.size > size:
+                            raise BundleError(f"{where}: truncated: member {info.name} ends at byte "
+                                              f"{info.offset_data + info.size}, the file has {size}")
+                        self.members[info.name] = Member(info.offset_data, info.size)
+        except tarfile.TarError as exc:
+            raise BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated") from None
+        except EOFError:
+            raise BundleError(f"{where}: truncated (unexpected end of file)") from None
+        if first:
+            raise BundleError(f"{where}: empty file, not an airgap bundle")
+        if len(manifest_bytes) != self.members[MANIFEST_NAME].size:
+            raise BundleError(f"{where}: truncated bundle manifest")
+        self.manifest_bytes = manifest_bytes
+        return BundleManifest.from_json(manifest_bytes, where)
+
+    def blob_member(self, digest: Digest) -> str:
+        return f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}"
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        m = self.members.get(self.blob_member(desc.digest))
+        return m is not None and m.size == desc.size
+
+    def read_member(self, name: str, limit: int = 8 << 20) -> bytes:
+        m = self.members.get(name)
+        if m is None:
+            raise BundleError(f"{self.path}: member {name} is missing")
+        if m.size > limit:
+            raise BundleError(f"{self.path}: member {name} is implausibly large ({m.size} bytes)")
+        with open(self.path, "rb") as fh:
+            fh.seek(m.offset)
+            return fh.read(m.size)
+
+    def iter_member(self, name: str) -> Iterator[bytes]:
+        m = self.members.get(name)
+        if m is None:
+            raise BundleError(f"{self.path}: member {name} is missing")
+        with open(self.path, "rb") as fh:
+            fh.seek(m.offset)
+            left = m.size
+            while left:
+                chunk = fh.read(min(CHUNK, left))
+                if not chunk:
+                    raise BundleError(f"{self.path}: truncated inside member {name}")
+                left -= len(chunk)
+                yield chunk
+
+    def store(self) -> "BundleStore":
+        return BundleStore(self)
+
+    def image_manifests(self, image: BundleImage) -> list[Manifest]:
+        """The image's root manifest/index and its children, each checked against its digest."""
+        store = self.store()
+        root = store.fetch_manifest(image.digest)
+        out: list[Manifest] = [root]
+        if isinstance(root, ImageIndex):
+            for child in root.manifests:
+                out.append(store.fetch_manifest(str(child.digest)))
+        return out
+
+    def check_complete(self) -> dict[Digest, Descriptor]:
+        """Every blob every image needs is present at its full size; returns them (deduplicated)."""
+        needed: dict[Digest, Descriptor] = {}
+        for image in self.manifest.images:
+            for m in self.image_manifests(image):
+                if isinstance(m, ImageIndex):
+                    continue
+                for blob in m.blobs():
+                    member = self.members.get(self.blob_member(blob.digest))
+                    if member is None:
+                        raise BundleError(f"{self.path}: image {image.name}:{image.tag} needs blob "
+                                          f"{blob.digest} which the bundle does not contain")
+                    if member.size != blob.size:
+                        raise BundleError(f"{self.path}: blob {blob.digest} of image {image.name}:{image.tag} "
+                                          f"is {member.size} bytes, its manifest says {blob.size}")
+                    needed[blob.digest] = blob
+        return needed
+
+    def verify_files(self) -> None:
+        for f in self.manifest.files:
+            self.verify_file(f)
+
+    def verify_file(self, f: BundleFile) -> None:
+        h = hashlib.sha256()
+        for chunk in self.iter_member(f.path):
+            h.update(chunk)
+        if h.hexdigest() != f.sha256:
+            raise DigestMismatch(f"{self.path}: {f.kind} file {f.path}", f"sha256:{f.sha256}",
+                                 f"sha256:{h.hexdigest()}")
+
+    def extract_file(self, f: BundleFile, dest: Path) -> Path:
+        from airgap.fsutil import atomic_write
+        self.verify_file(f)
+        atomic_write(dest, self.iter_member(f.path))
+        return dest
+
+
+class BundleStore(Store):
+    """The bundle's OCI layout as a read-only place; every image's repository shares it."""
+
+    def __init__(self, reader: BundleReader):
+        self.reader = reader
+        self.description = f"bundle {reader.path}"
+
+    @property
+    def place_key(self) -> str:
+        return f"bundle:{os.path.abspath(self.reader.path)}"
+
+    def fetch_manifest(self, ref: str) -> Manifest:
+        if not ref.startswith("sha256:"):
+            image = next((i for i in self.reader.manifest.images if i.ref_name == ref or i.name == ref), None)
+            if image is None:
+                raise BundleError(f"{self.description}: no image {ref!r}")
+            ref = image.digest
+        digest = Digest.parse(ref)
+        data = self.reader.read_member(self.reader.blob_member(digest), limit=4 << 20)
+        manifest = parse_manifest(data, None, where=f"{self.description} manifest {digest.short}")
+        if manifest.digest != digest:
+            raise DigestMismatch(f"{self.description}: manifest {digest.short}", str(digest), str(manifest.digest))
+        return manifest
+
+    @contextmanager
+    def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        yield self.reader.iter_member(self.reader.blob_member(desc.digest))
+
+    def blob_exists(self, desc: Descriptor) -> bool:
+        return self.reader.has_blob(desc)
+
+
+def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
+    """Only the first member: enough for `airgap inspect`, cheap on a bundle of any size."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"bundle {path} does not exist")
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            info = tf.next()
+            if info is None or info.name != MANIFEST_NAME:
+                raise BundleError(f"{path}: not an airgap bundle (first member is not {MANIFEST_NAME})")
+            fh = tf.extractfile(info)
+            assert fh is not None
+            data = fh.read(MAX_BUNDLE_MANIFEST)
+    except tarfile.TarError as exc:
+        raise BundleError(f"{path}: not a readable tar ({exc})") from None
+    return data, BundleManifest.from_json(data, str(path))

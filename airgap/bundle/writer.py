@@ -1,0 +1,84 @@
+"""Writes a bundle tar member by member, streaming, into ``OUT.partial`` renamed into place at the end."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+BLOCK = 512
+RECORD = BLOCK * 20  # what tar(1) and Python's tarfile pad the archive end to
+
+
+class BundleWriter:
+    def __init__(self, path: Path, mtime: int):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.mtime = mtime
+        self.names: set[str] = set()
+        self._fh = None
+        self.written = 0
+
+    def __enter__(self) -> "BundleWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.partial, "wb")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._fh is not None
+        try:
+            if exc_type is None:
+                end = 2 * BLOCK
+                end += (-(self.written + end)) % RECORD
+                self._write(b"\0" * end)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+        if exc_type is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fh is not None
+        self._fh.write(data)
+        self.written += len(data)
+
+    def _header(self, name: str, size: int, mode: int = 0o644) -> None:
+        if name in self.names:
+            raise ValueError(f"duplicate bundle member {name}")
+        self.names.add(name)
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = self.mtime
+        info.mode = mode
+        info.uname = info.gname = ""
+        # PAX headers carry sizes over 8 GiB, which ustar cannot.
+        self._write(info.tobuf(format=tarfile.PAX_FORMAT))
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._header(name, len(data))
+        self._write(data)
+        self._pad(len(data))
+
+    def add_stream(self, name: str, size: int, chunks: Iterable[bytes]) -> None:
+        """Streams ``size`` bytes; the iterator is expected to verify its content (DigestingReader)."""
+        self._header(name, size)
+        n = 0
+        for chunk in chunks:
+            n += len(chunk)
+            if n > size:
+                raise ValueError(f"{name}: more bytes than the {size} announced")
+            self._write(chunk)
+        if n != size:
+            raise ValueError(f"{name}: {n} bytes where {size} were announced")
+        self._pad(size)
+
+    def _pad(self, size: int) -> None:
+        rem = size % BLOCK
+        if rem:
+            self._write(b"\0" * (BLOCK - rem))

@@ -1,0 +1,84 @@
+"""Packages a Helm chart directory into the .tgz `helm package` would make, without needing helm.
+
+Deterministic: sorted entries, fixed mtimes, gzip header without a timestamp, so the same chart gives
+the same sha256 in every bundle.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from airgap.errors import InputError
+
+
+@dataclass(frozen=True)
+class PackagedChart:
+    name: str
+    version: str
+    data: bytes
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.tgz"
+
+
+def _chart_meta(chart_yaml: Path) -> tuple[str, str]:
+    try:
+        doc = yaml.safe_load(chart_yaml.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{chart_yaml.parent}: not a Helm chart (no Chart.yaml)") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{chart_yaml}: invalid YAML ({exc})") from None
+    if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
+        raise InputError(f"{chart_yaml}: needs name: and version:")
+    return str(doc["name"]), str(doc["version"])
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    parts = rel.split("/")
+    for pat in patterns:
+        pat = pat.rstrip("/")
+        if fnmatch.fnmatch(rel, pat) or any(fnmatch.fnmatch(p, pat) for p in parts):
+            return True
+    return False
+
+
+def package_chart(path: Path, mtime: int) -> PackagedChart:
+    path = Path(path)
+    if path.is_file() and path.name.endswith(".tgz"):
+        with tarfile.open(path, "r:gz") as tf:
+            chart_yaml = next((m for m in tf.getmembers() if m.name.count("/") == 1
+                               and m.name.endswith("/Chart.yaml")), None)
+            if chart_yaml is None:
+                raise InputError(f"{path}: not a packaged Helm chart (no <name>/Chart.yaml inside)")
+            fh = tf.extractfile(chart_yaml)
+            assert fh is not None
+            doc = yaml.safe_load(fh.read())
+        return PackagedChart(str(doc["name"]), str(doc["version"]), path.read_bytes())
+    if not path.is_dir():
+        raise InputError(f"chart {path} not found (give a chart directory or a packaged .tgz)")
+    name, version = _chart_meta(path / "Chart.yaml")
+    patterns = [".git", ".helmignore", "*.tgz.partial"]
+    ignore_file = path / ".helmignore"
+    if ignore_file.is_file():
+        patterns += [l.strip() for l in ignore_file.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = file.relative_to(path).as_posix()
+            if _ignored(rel, patterns):
+                continue
+            info = tarfile.TarInfo(f"{name}/{rel}")
+            data = file.read_bytes()
+            info.size = len(data)
+            info.mtime = mtime
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return PackagedChart(name, version, buf.getvalue())

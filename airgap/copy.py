@@ -1,0 +1,268 @@
+"""The one copy engine: images and indexes between any two places.
+
+Order, for every destination: all blobs (each pushed once per place, then mounted into the other
+repositories of that place), then child manifests, then the index or root manifest, then tags. A tag
+therefore never points at anything incomplete, and an interrupted copy resumes by skipping what the
+destination already holds.
+
+With ``verify_first`` every blob that will be written is read and digest-checked before the first
+write, so a corrupt source (a damaged bundle) writes nothing at all. Every byte written is checked
+again as it streams.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from airgap.errors import AirgapError, InputError
+from airgap.model import Descriptor, Digest, DigestingReader, Platform
+from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
+from airgap.places.base import Store
+from airgap.progress import Progress
+from airgap.registry.client import Transient
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class CopyJob:
+    name: str                      # names the image in messages and reports
+    src: Store
+    ref: str                       # tag or digest at the source
+    dst: Store
+    tags: list[str] = field(default_factory=list)
+    platforms: list[Platform] | None = None  # None keeps every platform of an index
+
+
+@dataclass
+class ImageResult:
+    name: str
+    destination: str
+    tags: list[str]
+    digest: str
+    media_type: str
+    platforms: list[str]
+    status: str                    # "copied", "present" or "planned" (dry run)
+    blob_bytes: int
+
+
+@dataclass
+class CopyReport:
+    images: list[ImageResult] = field(default_factory=list)
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    manifests_pushed: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "images": [vars(i) for i in self.images],
+            "blobs_uploaded": self.blobs_uploaded, "bytes_uploaded": self.bytes_uploaded,
+            "blobs_mounted": self.blobs_mounted, "blobs_present": self.blobs_present,
+            "manifests_pushed": self.manifests_pushed, "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+        }
+
+
+@dataclass
+class _Resolved:
+    job: CopyJob
+    root: Manifest
+    images: list[ImageManifest]    # the platform manifests (or the single manifest)
+
+    def blobs(self) -> list[Descriptor]:
+        seen: dict[Digest, Descriptor] = {}
+        for m in self.images:
+            for b in m.blobs():
+                seen.setdefault(b.digest, b)
+        return list(seen.values())
+
+    def platforms(self) -> list[str]:
+        if isinstance(self.root, ImageIndex):
+            return [str(d.platform) for d in self.root.manifests if d.platform]
+        return []
+
+
+def resolve(job: CopyJob) -> _Resolved:
+    """Fetch the root manifest and the children it keeps; --platform filtering builds a new index."""
+    root = job.src.fetch_manifest(job.ref)
+    if isinstance(root, ImageManifest):
+        return _Resolved(job, root, [root])
+    children = list(root.manifests)
+    if job.platforms:
+        kept = [c for c in children if c.platform and any(p.matches(c.platform) for p in job.platforms)]
+        if not kept:
+            have = ", ".join(str(p) for p in root.platforms()) or "none"
+            want = ", ".join(str(p) for p in job.platforms)
+            raise InputError(f"image {job.name}: none of the requested platforms ({want}) is in {job.src.description} "
+                             f"(it has: {have})")
+        if len(kept) != len(children):
+            root = build_index(kept, media_type=root.media_type)
+        children = kept
+    images: list[ImageManifest] = []
+    for child in children:
+        m = job.src.fetch_manifest(str(child.digest))
+        if isinstance(m, ImageIndex):
+            raise InputError(f"image {job.name}: nested indexes are not supported ({child.digest})")
+        images.append(m)
+    return _Resolved(job, root, images)
+
+
+class CopyEngine:
+    def __init__(self, *, concurrency: int = 8, progress: Progress | None = None, verify_first: bool = False,
+                 dry_run: bool = False, retries: int = 3):
+        self.concurrency = max(1, concurrency)
+        self.progress = progress or Progress()
+        self.verify_first = verify_first
+        self.dry_run = dry_run
+        self.retries = retries
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        items = list(items)
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(fn, items))
+
+    # -- the whole copy -------------------------------------------------------------------------
+    def copy(self, jobs: list[CopyJob]) -> CopyReport:
+        t0 = time.monotonic()
+        report = CopyReport(dry_run=self.dry_run)
+        resolved = self._map(resolve, jobs)
+
+        present = self._map(self._already_there, resolved)
+        todo = [r for r, p in zip(resolved, present) if not p]
+
+        # Which blobs each destination lacks; a blob lacking in several repositories of one place
+        # is uploaded once and mounted into the others.
+        pairs: dict[tuple[str, Digest], tuple[Store, Descriptor]] = {}
+        for r in todo:
+            for b in r.blobs():
+                pairs.setdefault((r.job.dst.description, b.digest), (r.job.dst, b))
+        pair_list = list(pairs.values())
+        exists = self._map(lambda p: p[0].blob_exists(p[1]), pair_list)
+        sources: dict[Digest, Store] = {}
+        for r in todo:
+            for b in r.blobs():
+                sources.setdefault(b.digest, r.job.src)
+        have_in_place: dict[tuple[str, Digest], Store] = {}
+        missing: list[tuple[Store, Descriptor]] = []
+        for (dst, b), ok in zip(pair_list, exists):
+            if ok:
+                report.blobs_present += 1
+                have_in_place.setdefault((dst.place_key, b.digest), dst)
+            else:
+                missing.append((dst, b))
+        uploads: list[tuple[Store, Descriptor]] = []
+        mounts: list[tuple[Store, Descriptor, Store]] = []
+        for dst, b in missing:
+            key = (dst.place_key, b.digest)
+            if key in have_in_place:
+                mounts.append((dst, b, have_in_place[key]))
+            else:
+                have_in_place[key] = dst
+                uploads.append((dst, b))
+
+        if self.verify_first and uploads:
+            unique = {b.digest: b for _, b in uploads}
+            self.progress.phase("verifying", sum(b.size for b in unique.values()))
+            self._map(lambda b: self._verify_blob(sources[b.digest], b), list(unique.values()))
+
+        if self.dry_run:
+            report.blobs_uploaded = len(uploads)
+            report.bytes_uploaded = sum(b.size for _, b in uploads)
+            report.blobs_mounted = len(mounts)
+            report.images = [self._result(r, "present" if p else "planned") for r, p in zip(resolved, present)]
+            report.seconds = time.monotonic() - t0
+            return report
+
+        self.progress.phase("copying", sum(b.size for _, b in uploads))
+        self._map(lambda u: self._upload(sources[u[1].digest], u[0], u[1]), uploads)
+        report.blobs_uploaded = len(uploads)
+        report.bytes_uploaded = sum(b.size for _, b in uploads)
+
+        mounted = self._map(lambda m: self._mount_or_upload(sources[m[1].digest], *m), mounts)
+        report.blobs_mounted = sum(1 for x in mounted if x)
+        report.blobs_uploaded += sum(1 for x in mounted if not x)
+        report.bytes_uploaded += sum(m[1].size for m, x in zip(mounts, mounted) if not x)
+
+        pushed = self._map(self._push_manifests, todo)
+        report.manifests_pushed = sum(pushed)
+        for r, p in zip(resolved, present):
+            result = self._result(r, "present" if p else "copied")
+            report.images.append(result)
+            self.progress.note(f"{'=' if p else '+'} {result.destination}:{','.join(result.tags) or result.digest} "
+                               f"{result.digest[:19]} {result.status}")
+        report.seconds = time.monotonic() - t0
+        return report
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _already_there(self, r: _Resolved) -> bool:
+        if r.job.tags:
+            return all(r.job.dst.resolve_tag(t) == r.root.digest for t in r.job.tags)
+        return r.job.dst.manifest_exists(r.root.digest)
+
+    def _result(self, r: _Resolved, status: str) -> ImageResult:
+        return ImageResult(name=r.job.name, destination=r.job.dst.description, tags=list(r.job.tags),
+                           digest=str(r.root.digest), media_type=r.root.media_type, platforms=r.platforms(),
+                           status=status, blob_bytes=sum(b.size for b in r.blobs()))
+
+    def _body(self, src: Store, desc: Descriptor, count: bool) -> Iterator[bytes]:
+        with src.open_blob(desc) as chunks:
+            for chunk in DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}"):
+                if count:
+                    self.progress.advance(len(chunk))
+                yield chunk
+
+    def _verify_blob(self, src: Store, desc: Descriptor) -> None:
+        for _ in self._body(src, desc, count=True):
+            pass
+
+    def _upload(self, src: Store, dst: Store, desc: Descriptor) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1))
+                return
+            except Transient:
+                if attempt >= self.retries:
+                    raise
+                time.sleep(0.5 * 2 ** (attempt - 1))
+
+    def _mount_or_upload(self, src: Store, dst: Store, desc: Descriptor, have: Store) -> bool:
+        try:
+            if dst.mount_blob(desc, have):
+                return True
+        except AirgapError:
+            pass  # a refused mount is not an error: upload instead
+        self._upload(src, dst, desc)
+        return False
+
+    def _push_manifests(self, r: _Resolved) -> int:
+        dst = r.job.dst
+        n = 0
+        if isinstance(r.root, ImageIndex):
+            for child in r.images:
+                if not dst.manifest_exists(child.digest):
+                    dst.put_manifest(child)
+                    n += 1
+        if not r.job.tags:
+            if not dst.manifest_exists(r.root.digest):
+                dst.put_manifest(r.root)
+                n += 1
+            return n
+        for tag in r.job.tags:
+            # Check first: Harbor and ECR refuse re-pushing an immutable tag even with the same digest.
+            if dst.resolve_tag(tag) != r.root.digest:
+                dst.put_manifest(r.root, tag)
+                n += 1
+        return n

@@ -1,0 +1,48 @@
+"""User-facing errors.
+
+Every failure a user can cause or meet (bad input, unreachable registry, corrupt bundle) is raised as
+an :class:`AirgapError` subclass whose message is written for that user and names the file, line,
+image or registry at fault. The CLI catches them in exactly one place, prints one line and exits with
+the class's ``exit_code``; anything else is a bug and keeps its traceback.
+
+    AirgapError                 exit 1
+    ├── InputError              exit 2  bad IMAGES.md, bad reference, missing file, bad flag combination
+    ├── BundleError             exit 3  corrupt, truncated or incomplete bundle; digest mismatch
+    │   └── DigestMismatch
+    └── RegistryError           exit 4  network, TLS, HTTP errors from a registry
+        ├── AuthError                   401/403, with the registry's own message
+        └── NotFound                    manifest or blob unknown
+"""
+
+from __future__ import annotations
+
+
+class AirgapError(Exception):
+    exit_code = 1
+
+
+class InputError(AirgapError):
+    exit_code = 2
+
+
+class BundleError(AirgapError):
+    exit_code = 3
+
+
+class DigestMismatch(BundleError):
+    def __init__(self, what: str, expected: str, actual: str):
+        super().__init__(f"{what}: content digest is {actual}, expected {expected} (corrupt or tampered)")
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistryError(AirgapError):
+    exit_code = 4
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class NotFound(RegistryError):
+    pass

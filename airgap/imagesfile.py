@@ -1,0 +1,244 @@
+"""Reads the machine-readable block of IMAGES.md: the one list of what ships.
+
+IMAGES.md is written for people; the tool reads only its fenced block opened with ```` ```yaml airgap ````.
+Errors name the file and the line of the entry at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airgap.errors import InputError
+from airgap.model import Platform, Reference
+from airgap.model.reference import valid_repository, valid_tag
+
+_FENCE_OPEN = re.compile(r"^(```+|~~~+)\s*yaml\s+airgap\s*$")
+_VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    context: str
+    dockerfile: str = "Dockerfile"
+    args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    name: str
+    line: int
+    source: str | None = None          # mirror: a registry reference or oci:DIR:REF
+    build: BuildSpec | None = None     # first-party: built from source (see `airgap build`)
+    tag: str | None = None             # tag at the target; default: the source tag, or `release` for builds
+    values: str | None = None
+    platforms: tuple[Platform, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    line: int
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagesFile:
+    path: Path
+    release: str
+    images: tuple[ImageEntry, ...]
+    chart: str | None
+    crds: tuple[FileEntry, ...]
+    platforms: tuple[Platform, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _extract_block(text: str, path: Path) -> tuple[str, int]:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _FENCE_OPEN.match(line.strip())
+        if not m:
+            continue
+        fence = m.group(1)
+        for j in range(i + 1, len(lines)):
+            if lines[j].strip().startswith(fence[:3]) and lines[j].strip().strip(fence[0]) == "":
+                return "\n".join(lines[i + 1:j]), i + 1
+        raise InputError(f"{path}:{i + 1}: the ```yaml airgap block is never closed")
+    raise InputError(f"{path}: no ```yaml airgap block found (IMAGES.md must hold one; see its documentation)")
+
+
+def _line(node: yaml.Node, offset: int) -> int:
+    return node.start_mark.line + offset + 1
+
+
+def load(path: Path) -> ImagesFile:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    block, offset = _extract_block(text, path)
+    return parse_block(block, path, offset)
+
+
+def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
+    try:
+        root = yaml.compose(block)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + offset + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{where}: invalid YAML in the airgap block: {problem}") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise InputError(f"{path}:{offset + 1}: the airgap block must be a mapping with release: and images:")
+    doc = {k.value: v for k, v in root.value}
+    where = lambda node: f"{path}:{_line(node, offset)}"  # noqa: E731
+    allowed = {"release", "images", "chart", "crds", "platforms"}
+    for key_node, _ in root.value:
+        if key_node.value not in allowed:
+            raise InputError(f"{where(key_node)}: unknown key {key_node.value!r} (allowed: {', '.join(sorted(allowed))})")
+
+    release_node = doc.get("release")
+    if release_node is None or not isinstance(release_node, yaml.ScalarNode) or not release_node.value:
+        raise InputError(f"{path}:{offset + 1}: the airgap block needs release: (the version being shipped)")
+    release = str(release_node.value)
+    if not valid_tag(release):
+        raise InputError(f"{where(release_node)}: release {release!r} is not usable as an image tag")
+
+    platforms = _platforms(doc.get("platforms"), where) if "platforms" in doc else ()
+
+    images_node = doc.get("images")
+    if not isinstance(images_node, yaml.SequenceNode) or not images_node.value:
+        raise InputError(f"{path}:{offset + 1}: the airgap block needs a non-empty images: list")
+    images: list[ImageEntry] = []
+    names: dict[str, int] = {}
+    values_seen: dict[str, int] = {}
+    for node in images_node.value:
+        entry = _image(node, where, path, offset)
+        if entry.name in names:
+            raise InputError(f"{path}:{entry.line}: image name {entry.name!r} is already used on line {names[entry.name]}")
+        names[entry.name] = entry.line
+        if entry.values:
+            if entry.values in values_seen:
+                raise InputError(f"{path}:{entry.line}: image {entry.name}: values key {entry.values!r} is already "
+                                 f"used on line {values_seen[entry.values]}")
+            values_seen[entry.values] = entry.line
+        images.append(entry)
+
+    chart_node = doc.get("chart")
+    chart = str(chart_node.value) if isinstance(chart_node, yaml.ScalarNode) and chart_node.value else None
+
+    crds: list[FileEntry] = []
+    crds_node = doc.get("crds")
+    if crds_node is not None:
+        if not isinstance(crds_node, yaml.SequenceNode):
+            raise InputError(f"{where(crds_node)}: crds: must be a list of {{path: ...}} or {{url: ..., sha256: ...}}")
+        for node in crds_node.value:
+            crds.append(_file(node, where))
+    return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms)
+
+
+def _scalar_map(node: yaml.Node, where: Any, what: str) -> dict[str, tuple[Any, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise InputError(f"{where(node)}: {what} must be a mapping")
+    out: dict[str, tuple[Any, yaml.Node]] = {}
+    for k, v in node.value:
+        if isinstance(v, yaml.ScalarNode):
+            out[k.value] = (v.value, v)
+        else:
+            out[k.value] = (v, v)
+    return out
+
+
+def _platforms(node: yaml.Node, where: Any) -> tuple[Platform, ...]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise InputError(f"{where(node)}: platforms: must be a list like [linux/amd64, linux/arm64]")
+    out = []
+    for item in node.value:
+        try:
+            out.append(Platform.parse(str(item.value)))
+        except InputError as exc:
+            raise InputError(f"{where(item)}: {exc}") from None
+    return tuple(out)
+
+
+def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
+    fields = _scalar_map(node, where, "each images: entry")
+    line = _line(node, offset)
+    allowed = {"name", "source", "build", "tag", "values", "platforms"}
+    for key in fields:
+        if key not in allowed:
+            raise InputError(f"{where(fields[key][1])}: unknown key {key!r} in image entry "
+                             f"(allowed: {', '.join(sorted(allowed))})")
+    name = fields.get("name", (None, node))[0]
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{path}:{line}: image entry without name:")
+    if not valid_repository(name):
+        raise InputError(f"{path}:{line}: image name {name!r} is not a valid repository name "
+                         "(lower-case letters, digits, . _ - and /)")
+    label = f"{path}:{line}: image {name}"
+    source = fields.get("source", (None, None))[0]
+    build_node = fields.get("build", (None, None))[0]
+    if (source is None) == (build_node is None):
+        raise InputError(f"{label}: give exactly one of source: (mirror) or build: (first-party)")
+    build = None
+    if source is not None:
+        if not isinstance(source, str) or not source:
+            raise InputError(f"{label}: source: must be an image reference")
+        if not source.startswith("oci:"):
+            try:
+                Reference.parse(source)
+            except InputError as exc:
+                raise InputError(f"{label}: {exc}") from None
+        elif source.count(":") < 2:
+            raise InputError(f"{label}: an oci: source is written oci:DIR:REF")
+    else:
+        bfields = _scalar_map(build_node, where, "build:")
+        context = bfields.get("context", (None, None))[0]
+        if not isinstance(context, str) or not context:
+            raise InputError(f"{label}: build: needs context:")
+        args_node = bfields.get("args", ({}, None))[0]
+        args: dict[str, str] = {}
+        if isinstance(args_node, yaml.MappingNode):
+            args = {k.value: str(v.value) for k, v in args_node.value}
+        build = BuildSpec(context=context, dockerfile=str(bfields.get("dockerfile", ("Dockerfile", None))[0]),
+                          args=args, target=bfields.get("target", (None, None))[0])
+    tag = fields.get("tag", (None, None))[0]
+    if tag is not None and (not isinstance(tag, str) or not valid_tag(tag)):
+        raise InputError(f"{label}: tag {tag!r} is not a valid tag")
+    values = fields.get("values", (None, None))[0]
+    if values is not None and (not isinstance(values, str) or not _VALUES_PATH.match(values)):
+        raise InputError(f"{label}: values: must be a dotted path into the chart's values, like opensearch.image")
+    platforms = ()
+    if "platforms" in fields:
+        platforms = _platforms(fields["platforms"][1], where)
+    return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms)
+
+
+def _file(node: yaml.Node, where: Any) -> FileEntry:
+    fields = _scalar_map(node, where, "each crds: entry")
+    line = where(node)  # "path:lineno"
+    path = fields.get("path", (None, None))[0]
+    url = fields.get("url", (None, None))[0]
+    sha = fields.get("sha256", (None, None))[0]
+    if (path is None) == (url is None):
+        raise InputError(f"{line}: a crds: entry needs exactly one of path: or url:")
+    if url is not None:
+        if not str(url).startswith("https://"):
+            raise InputError(f"{line}: crds url {url!r} must be https://")
+        if not sha or not _HEX64.match(str(sha)):
+            raise InputError(f"{line}: crds url {url} needs sha256: (64 hex digits) to pin it")
+    lineno = int(str(line).rsplit(":", 1)[1])
+    return FileEntry(line=lineno, path=path, url=url, sha256=sha)

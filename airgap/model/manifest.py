@@ -1,0 +1,96 @@
+"""Image manifests and indexes, parsed from the exact bytes that were (or will be) digested.
+
+The bytes are kept alongside the parsed form: a manifest is identified by the digest of its bytes,
+so it is never re-serialised on the way through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from airgap.errors import InputError
+from airgap.model.descriptor import Descriptor, Platform
+from airgap.model.digest import Digest, sha256_digest
+from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
+
+# Distribution, Harbor, ECR and Nexus all refuse manifests over 4 MiB; reading more is never needed.
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    media_type: str
+    data: bytes
+    digest: Digest
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+
+    def blobs(self) -> tuple[Descriptor, ...]:
+        return (self.config, *self.layers)
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.data))
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    media_type: str
+    data: bytes
+    digest: Digest
+    manifests: tuple[Descriptor, ...]
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.data))
+
+    def platforms(self) -> list[Platform]:
+        return [d.platform for d in self.manifests if d.platform]
+
+
+Manifest = ImageManifest | ImageIndex
+
+
+def parse_manifest(data: bytes, media_type: str | None = None, where: str = "manifest") -> Manifest:
+    """Parse manifest bytes; ``media_type`` is what the server or layout said, the body's own wins."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InputError(f"{where}: manifest is {len(data)} bytes, over the 4 MiB limit registries enforce")
+    try:
+        doc: dict[str, Any] = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}: manifest is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: manifest is not a JSON object")
+    mt = doc.get("mediaType") or media_type or ""
+    if not mt:
+        # OCI 1.0 allowed omitting mediaType; the shape tells which it is.
+        mt = MediaType.OCI_INDEX if "manifests" in doc else MediaType.OCI_MANIFEST
+    digest = sha256_digest(data)
+    if mt in INDEX_TYPES:
+        children = tuple(Descriptor.from_json(d, where) for d in doc.get("manifests") or [])
+        return ImageIndex(mt, data, digest, children)
+    if mt in MANIFEST_TYPES:
+        if "config" not in doc:
+            raise InputError(f"{where}: image manifest has no config")
+        layers = tuple(Descriptor.from_json(d, where) for d in doc.get("layers") or [])
+        subject = Descriptor.from_json(doc["subject"], where) if doc.get("subject") else None
+        return ImageManifest(mt, data, digest, Descriptor.from_json(doc["config"], where), layers, subject)
+    raise InputError(f"{where}: unsupported manifest media type {mt!r} (Docker schema 1 is not supported)")
+
+
+def build_index(children: list[Descriptor], media_type: str = MediaType.OCI_INDEX,
+                annotations: dict[str, str] | None = None) -> ImageIndex:
+    """A new index over ``children`` (used when --platform keeps only some of an index's images)."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        # Always set: Nexus rejects indexes without a top-level mediaType.
+        "mediaType": media_type,
+        "manifests": [c.to_json() for c in children],
+    }
+    if annotations:
+        doc["annotations"] = annotations
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    return ImageIndex(media_type, data, sha256_digest(data), tuple(children))

@@ -1,0 +1,75 @@
+"""Image references as Docker and the OCI distribution spec write them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from airgap.errors import InputError
+from airgap.model.digest import Digest
+
+DOCKER_HUB = "docker.io"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+def valid_repository(path: str) -> bool:
+    return bool(_PATH_RE.match(path))
+
+
+def valid_tag(tag: str) -> bool:
+    return bool(_TAG_RE.match(tag))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``registry/repository[:tag][@digest]``; ``registry`` is host[:port]."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Reference":
+        original = text
+        text = text.strip()
+        if not text:
+            raise InputError("empty image reference")
+        digest = None
+        if "@" in text:
+            text, _, d = text.partition("@")
+            digest = Digest.parse(d)
+        tag = None
+        last = text.rsplit("/", 1)[-1]
+        if ":" in last:
+            text, _, tag = text.rpartition(":")
+            if not valid_tag(tag):
+                raise InputError(f"bad tag {tag!r} in image reference {original!r}")
+        first, sep, rest = text.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            registry, path = first, rest
+        else:
+            registry, path = DOCKER_HUB, text
+        if registry == DOCKER_HUB and "/" not in path:
+            path = f"library/{path}"
+        if not valid_repository(path):
+            raise InputError(f"bad repository {path!r} in image reference {original!r} "
+                             "(lower-case letters, digits and . _ - separators)")
+        if tag is None and digest is None:
+            tag = "latest"
+        return cls(registry, path, tag, digest)
+
+    def __str__(self) -> str:
+        out = f"{self.registry}/{self.repository}"
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+    @property
+    def ref(self) -> str:
+        """What to ask the registry for: the digest when pinned, else the tag."""
+        return str(self.digest) if self.digest else (self.tag or "latest")

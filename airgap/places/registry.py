@@ -1,0 +1,147 @@
+"""A repository in an OCI distribution registry as a place (distribution-spec v1.1 push/pull)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from airgap.errors import NotFound, RegistryError
+from airgap.model import Descriptor, Digest, parse_manifest
+from airgap.model.digest import CHUNK
+from airgap.model.manifest import Manifest
+from airgap.model.mediatypes import MANIFEST_ACCEPT
+from airgap.places.base import BlobBody, Store
+from airgap.registry.client import RegistryClient, Transient
+
+
+class RegistryStore(Store):
+    def __init__(self, client: RegistryClient, repository: str):
+        self.client = client
+        self.repository = repository
+        self.description = f"{client.host}/{repository}"
+        self._pull = f"repository:{repository}:pull"
+        self._push = f"repository:{repository}:pull,push"
+
+    @property
+    def place_key(self) -> str:
+        return f"registry:{self.client.host}"
+
+    def _path(self, kind: str, ref: str = "") -> str:
+        return f"/v2/{self.repository}/{kind}/{ref}"
+
+    # -- reading --------------------------------------------------------------------------------
+    def fetch_manifest(self, ref: str) -> Manifest:
+        resp = self.client.request("GET", self._path("manifests", ref), scope=self._pull,
+                                   headers={"Accept": MANIFEST_ACCEPT}, ok=(200,),
+                                   what=f"manifest {self.repository}:{ref}")
+        manifest = parse_manifest(resp.content, resp.headers.get("content-type", "").split(";")[0].strip(),
+                                  where=f"{self.description}@{ref}")
+        expected = resp.headers.get("docker-content-digest")
+        if ref.startswith("sha256:") and str(manifest.digest) != ref:
+            raise RegistryError(f"registry {self.client.host} returned a manifest for {self.repository}@{ref} "
+                                f"whose digest is {manifest.digest}")
+        if expected and expected.startswith("sha256:") and expected != str(manifest.digest):
+            raise RegistryError(f"registry {self.client.host}: manifest {self.repository}:{ref} does not match "
+                                f"its Docker-Content-Digest header")
+        return manifest
+
+    @contextmanager
+    def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        with self.client.stream(self._path("blobs", str(desc.digest)), scope=self._pull,
+                                what=f"blob {desc.digest.short} of {self.repository}") as resp:
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from resp.iter_bytes(CHUNK)
+                except httpx.TransportError as exc:
+                    raise self.client.transport_error(exc) from None
+            yield chunks()
+
+    # -- writing --------------------------------------------------------------------------------
+    def blob_exists(self, desc: Descriptor) -> bool:
+        resp = self.client.request("HEAD", self._path("blobs", str(desc.digest)), scope=self._pull,
+                                   ok=(200, 404), what=f"blob {desc.digest.short} in {self.repository}")
+        return resp.status_code == 200
+
+    def manifest_exists(self, digest: Digest) -> bool:
+        return self.resolve(str(digest)) is not None
+
+    def resolve_tag(self, tag: str) -> Digest | None:
+        return self.resolve(tag)
+
+    def resolve(self, ref: str) -> Digest | None:
+        resp = self.client.request("HEAD", self._path("manifests", ref), scope=self._pull,
+                                   headers={"Accept": MANIFEST_ACCEPT}, ok=(200, 404),
+                                   what=f"manifest {self.repository}:{ref}")
+        if resp.status_code == 404:
+            return None
+        header = resp.headers.get("docker-content-digest")
+        if header:
+            return Digest.parse(header)
+        # Some registries omit the header on HEAD; the body tells.
+        return self.fetch_manifest(ref).digest
+
+    def _start_upload(self, params: dict[str, str] | None, scope: str, what: str) -> httpx.Response:
+        return self.client.request("POST", self._path("blobs", "uploads/"), scope=scope, params=params,
+                                   ok=(201, 202), what=what)
+
+    def mount_blob(self, desc: Descriptor, source: Store) -> bool:
+        if not isinstance(source, RegistryStore) or source.client.host != self.client.host:
+            return False
+        scope = f"{self._push} repository:{source.repository}:pull"
+        resp = self._start_upload({"mount": str(desc.digest), "from": source.repository}, scope,
+                                  f"mount of blob {desc.digest.short} into {self.repository}")
+        if resp.status_code == 201:
+            return True
+        # 202: the registry started a normal upload instead (Nexus, or a mount it refused); cancel it
+        # so the session does not linger until the registry's upload purger removes it.
+        loc = resp.headers.get("location")
+        if loc:
+            try:
+                self.client.request("DELETE", self._location(resp, loc), scope=self._push, ok=(200, 202, 204, 404),
+                                    what="cancel upload")
+            except RegistryError:
+                pass
+        return False
+
+    def _location(self, resp: httpx.Response, loc: str) -> str:
+        return str(resp.url.join(loc))
+
+    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
+        what = f"upload of blob {desc.digest.short} to {self.repository}"
+        resp = self._start_upload(None, self._push, what)
+        loc = resp.headers.get("location")
+        if not loc:
+            raise RegistryError(f"registry {self.client.host}: {what}: no upload Location in the answer")
+        # One streaming PATCH then PUT?digest: what Distribution, Harbor, ECR (no chunks under 5 MB) and
+        # Nexus all accept. Content-Length is set so no proxy has to buffer a chunked body.
+        patch_url = self._location(resp, loc)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        auth = self.client.auth.header_for(self._push)
+        if auth:
+            headers["Authorization"] = auth
+        try:
+            presp = self.client.http.request("PATCH", patch_url, headers=headers, content=body())
+        except httpx.TransportError as exc:
+            raise Transient(f"registry {self.client.host}: {what} broke off: {exc}") from None
+        if presp.status_code not in (201, 202, 204):
+            self.client.raise_for(presp, what)
+        put_loc = presp.headers.get("location") or loc
+        put_url = str(presp.url.join(put_loc))
+        sep = "&" if "?" in put_url else "?"
+        self.client.request("PUT", f"{put_url}{sep}digest={desc.digest}", scope=self._push,
+                            headers={"Content-Length": "0"}, ok=(201, 204), what=what)
+
+    def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
+        ref = tag or str(manifest.digest)
+        self.client.request("PUT", self._path("manifests", ref), scope=self._push,
+                            headers={"Content-Type": manifest.media_type}, content=manifest.data,
+                            ok=(200, 201, 202, 204), what=f"push of manifest {self.repository}:{ref}")
+
+
+def open_repository(client: RegistryClient, repository: str) -> RegistryStore:
+    return RegistryStore(client, repository)
+
+
+__all__ = ["RegistryStore", "open_repository", "NotFound"]

@@ -1,0 +1,105 @@
+"""Progress reporting: rich bars on a terminal, a few plain lines when piped, nothing when asked.
+
+The engine only calls :class:`Progress`; which one it gets is the CLI's decision.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress as RichBars, TaskID, TextColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
+
+
+class Progress:
+    """Silent base: every hook is a no-op."""
+
+    def phase(self, label: str, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def note(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainProgress(Progress):
+    """For logs and pipes: one line per phase, one per note, and a line every 25 %."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._label = ""
+        self._total = 0
+        self._done = 0
+        self._next_mark = 25
+        self._t0 = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def phase(self, label: str, total_bytes: int) -> None:
+        with self._lock:
+            self._label, self._total, self._done, self._next_mark = label, total_bytes, 0, 25
+            self._t0 = time.monotonic()
+        self._print(f"{label}: {human_bytes(total_bytes)}")
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._done += nbytes
+            if not self._total:
+                return
+            pct = self._done * 100 // self._total
+            if pct < self._next_mark:
+                return
+            self._next_mark = (pct // 25 + 1) * 25
+            elapsed = max(time.monotonic() - self._t0, 1e-6)
+            line = f"  {self._label}: {min(pct, 100)}% ({human_bytes(self._done)}, {human_bytes(int(self._done / elapsed))}/s)"
+        self._print(line)
+
+    def note(self, message: str) -> None:
+        self._print(message)
+
+
+class RichProgress(Progress):
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+        self.bars.start()
+        self._task: TaskID | None = None
+
+    def phase(self, label: str, total_bytes: int) -> None:
+        if self._task is not None:
+            self.bars.update(self._task, completed=self.bars.tasks[-1].total or 0)
+        self._task = self.bars.add_task(label, total=total_bytes or 1)
+        if not total_bytes:
+            self.bars.update(self._task, completed=1)
+
+    def advance(self, nbytes: int) -> None:
+        if self._task is not None:
+            self.bars.advance(self._task, nbytes)
+
+    def note(self, message: str) -> None:
+        self.console.print(message, highlight=False, markup=False)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def make_progress(quiet: bool = False, stream: TextIO | None = None) -> Progress:
+    stream = stream or sys.stderr
+    if quiet:
+        return Progress()
+    if stream.isatty():
+        return RichProgress()
+    return PlainProgress(stream)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"

@@ -1,0 +1,151 @@
+"""Registry auth challenges (RFC 7235 ``WWW-Authenticate``) and Docker/OCI bearer tokens.
+
+The scheme is matched case-insensitively: Nexus answers ``BASIC realm=...`` in upper case, Harbor and
+Distribution ``Bearer realm=...,service=...,scope=...``. Once a registry has told us its scheme, later
+requests carry credentials up front, so a load of many repositories does not pay a 401 round trip
+for each of them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from airgap.errors import AuthError
+from airgap.registry.credentials import Credentials
+
+_PARAM_RE = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # lower-cased
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_challenge(header: str) -> Challenge:
+    header = header.strip()
+    scheme, _, rest = header.partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)).replace('\\"', '"')
+              for m in _PARAM_RE.finditer(rest)}
+    return Challenge(scheme.lower(), params)
+
+
+def _merge_scopes(*scopes: str) -> str:
+    seen: list[str] = []
+    for s in scopes:
+        for part in (s or "").split():
+            if part not in seen:
+                seen.append(part)
+    return " ".join(seen)
+
+
+class Authenticator:
+    """Holds what one registry asked for and the tokens it gave, per scope."""
+
+    def __init__(self, host: str, credentials: Credentials | None, http: httpx.Client,
+                 may_send_credentials: Callable[[], None]):
+        self.host = host
+        self.credentials = credentials
+        self._http = http
+        self._check_transport = may_send_credentials  # raises when creds would travel in clear text
+        self._challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def header_for(self, scope: str) -> str | None:
+        ch = self._challenge
+        if ch is None:
+            return None
+        if ch.scheme == "basic":
+            return self.credentials.basic_header() if self.credentials else None
+        if ch.scheme == "bearer":
+            with self._lock:
+                tok = self._tokens.get(scope)
+                if tok and tok[1] > time.monotonic():
+                    return f"Bearer {tok[0]}"
+            return f"Bearer {self._fetch_token(scope)}"
+        return None
+
+    def on_challenge(self, header: str | None, scope: str, had_auth: bool) -> bool:
+        """Learn from a 401; True when retrying the request with new credentials can help."""
+        if not header:
+            return False
+        ch = parse_challenge(header)
+        if ch.scheme not in ("basic", "bearer"):
+            raise AuthError(f"registry {self.host} asks for unsupported auth scheme {ch.scheme!r}")
+        first = self._challenge is None or self._challenge.scheme != ch.scheme
+        self._challenge = ch
+        if ch.scheme == "basic":
+            if self.credentials is None or had_auth:
+                return False
+            self._check_transport()
+            return True
+        with self._lock:
+            # A 401 carrying our token means it expired or lacks a scope: drop it and ask again.
+            self._tokens.pop(scope, None)
+        return first or not had_auth or bool(ch.params.get("scope"))
+
+    def _fetch_token(self, scope: str) -> str:
+        ch = self._challenge
+        assert ch is not None
+        realm = ch.params.get("realm")
+        if not realm:
+            raise AuthError(f"registry {self.host} sent a Bearer challenge without a realm")
+        full_scope = _merge_scopes(scope)
+        query: list[tuple[str, str]] = []
+        if ch.params.get("service"):
+            query.append(("service", ch.params["service"]))
+        for part in full_scope.split():
+            query.append(("scope", part))
+        headers = {}
+        if self.credentials:
+            self._check_transport()
+            headers["Authorization"] = self.credentials.basic_header()
+        try:
+            resp = self._http.get(realm, params=query, headers=headers)
+        except httpx.HTTPError as exc:
+            raise AuthError(f"cannot reach token service {realm} of registry {self.host}: {exc}") from None
+        if resp.status_code in (401, 403):
+            who = f"as {self.credentials.username!r}" if self.credentials else "anonymously"
+            raise AuthError(f"registry {self.host} refused a token {who} for {full_scope or 'registry'}: "
+                            f"{_error_text(resp)}")
+        if resp.status_code != 200:
+            raise AuthError(f"token service {realm} of registry {self.host} answered HTTP {resp.status_code}")
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise AuthError(f"token service {realm} of registry {self.host} did not return JSON") from None
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            raise AuthError(f"token service {realm} of registry {self.host} returned no token")
+        # Renew a little early; the spec's default lifetime is 60 s.
+        ttl = max(int(doc.get("expires_in") or 60) - 10, 5)
+        with self._lock:
+            self._tokens[scope] = (token, time.monotonic() + ttl)
+        return token
+
+
+def _error_text(resp: httpx.Response) -> str:
+    """The registry's own words from an OCI error body, else the status line."""
+    try:
+        doc = resp.json()
+        errs = doc.get("errors") or []
+        msgs = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errs if isinstance(e, dict)]
+        if msgs:
+            return "; ".join(msgs)
+        if doc.get("details") or doc.get("message"):
+            return str(doc.get("details") or doc.get("message"))
+    except (ValueError, AttributeError):
+        pass
+    text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+    return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f" ({text})" if text else "")
+
+
+def error_text(resp: httpx.Response) -> str:
+    return _error_text(resp)

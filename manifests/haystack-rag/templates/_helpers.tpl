@@ -1,0 +1,211 @@
+{{/* ---------------------------------------------------------------- names */}}
+
+{{- define "haystack-rag.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "haystack-rag.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>", for objects of one component. Call with (dict "root" $ "component" "query"). */}}
+{{- define "haystack-rag.componentName" -}}
+{{- printf "%s-%s" (include "haystack-rag.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "haystack-rag.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "haystack-rag.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "haystack-rag.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- labels
+Every object and every pod carries app.kubernetes.io/part-of: haystack-rag, so log shippers and
+dashboards can select the whole application by one label. */}}
+
+{{/* Selector labels. Call with (dict "root" $ "component" "query"). */}}
+{{- define "haystack-rag.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "haystack-rag.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full label set. Call with (dict "root" $ "component" "query"). */}}
+{{- define "haystack-rag.labels" -}}
+helm.sh/chart: {{ include "haystack-rag.chart" .root }}
+{{ include "haystack-rag.selectorLabels" . }}
+app.kubernetes.io/part-of: haystack-rag
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- images
+The ONE place an image reference is built; every container of every template calls it.
+
+Call with (dict "root" $ "image" .Values.query.image "firstParty" true).
+
+  registry:   global.imageRegistry  >  image.registry  >  (first-party only) .Values.image.registry
+  tag:        image.tag  >  (first-party only) .Values.image.tag  >  .Chart.AppVersion
+  digest:     when set, the reference is <registry>/<repository>@<digest> and the tag is dropped.
+
+An empty registry yields "<repository>:<tag>" (an image built locally). */}}
+{{- define "haystack-rag.image" -}}
+{{- $root := .root -}}
+{{- $img := .image -}}
+{{- $registry := "" -}}
+{{- $tag := "" -}}
+{{- if .firstParty -}}
+{{- $registry = $img.registry | default $root.Values.image.registry -}}
+{{- $tag = $img.tag | default $root.Values.image.tag | default $root.Chart.AppVersion -}}
+{{- else -}}
+{{- $registry = $img.registry -}}
+{{- $tag = $img.tag -}}
+{{- end -}}
+{{- with $root.Values.global.imageRegistry -}}
+{{- $registry = . -}}
+{{- end -}}
+{{- if not $img.repository -}}
+{{- fail "every image needs a repository (check the image blocks in your values)" -}}
+{{- end -}}
+{{- $name := $img.repository -}}
+{{- if $registry -}}
+{{- $name = printf "%s/%s" (trimSuffix "/" $registry) $img.repository -}}
+{{- end -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $name $img.digest -}}
+{{- else if $tag -}}
+{{- printf "%s:%s" $name (toString $tag) -}}
+{{- else -}}
+{{- fail (printf "image %s has neither a tag nor a digest" $name) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullPolicy for an image block: its own pullPolicy, else image.pullPolicy. */}}
+{{- define "haystack-rag.pullPolicy" -}}
+{{- .image.pullPolicy | default .root.Values.image.pullPolicy | default "IfNotPresent" -}}
+{{- end -}}
+
+{{/* Pod-level imagePullSecrets from global.imagePullSecrets (names or {name: ...}). */}}
+{{- define "haystack-rag.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets -}}
+imagePullSecrets:
+{{- range . }}
+{{- if kindIs "string" . }}
+  - name: {{ . }}
+{{- else }}
+  - name: {{ .name }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- secrets
+Three secret keys feed the application: opensearch-user, opensearch-password, openai-api-key. */}}
+
+{{- define "haystack-rag.secretName" -}}
+{{- if and (ne .Values.secrets.provider "externalSecrets") .Values.secrets.existingSecret -}}
+{{- .Values.secrets.existingSecret -}}
+{{- else -}}
+{{- printf "%s-secrets" (include "haystack-rag.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "haystack-rag.usesVault" -}}
+{{- if eq .Values.secrets.provider "vault" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Path of the file the Vault agent renders for one secret key. */}}
+{{- define "haystack-rag.vaultFile" -}}
+{{- printf "%s/%s" (trimSuffix "/" .root.Values.secrets.vault.secretVolumePath) .key -}}
+{{- end -}}
+
+{{/* Env entries giving a container some secret keys.  Call with
+(dict "root" $ "env" (dict "OPENSEARCH_PASSWORD" "opensearch-password" ...)).
+Secret-backed providers: valueFrom.secretKeyRef.  Vault: <VAR>_FILE pointing at the file the
+agent renders; the observability layer in the first-party images reads those files at start. */}}
+{{- define "haystack-rag.secretEnv" -}}
+{{- $root := .root -}}
+{{- range $var, $key := .env }}
+{{- if eq $root.Values.secrets.provider "vault" }}
+- name: {{ $var }}_FILE
+  value: {{ include "haystack-rag.vaultFile" (dict "root" $root "key" $key) | quote }}
+{{- else }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "haystack-rag.secretName" $root }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Vault Agent Injector annotations for a pod that needs the given secret keys.
+Call with (dict "root" $ "keys" (list "opensearch-user" ...)). Renders nothing unless provider is vault. */}}
+{{- define "haystack-rag.vaultAnnotations" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values.secrets.vault -}}
+{{- if eq $root.Values.secrets.provider "vault" }}
+vault.hashicorp.com/agent-inject: "true"
+vault.hashicorp.com/role: {{ $v.role | quote }}
+vault.hashicorp.com/secret-volume-path: {{ $v.secretVolumePath | quote }}
+{{- range $key := .keys }}
+{{- $ref := index $v.data $key }}
+vault.hashicorp.com/agent-inject-secret-{{ $key }}: {{ $ref.path | quote }}
+{{- $field := ternary (printf ".Data.data.%s" $ref.field) (printf ".Data.%s" $ref.field) (eq (int $v.kvVersion) 2) }}
+{{- if regexMatch "^[A-Za-z_][A-Za-z0-9_]*$" $ref.field }}{{ else }}
+{{- $field = ternary (printf "index .Data.data %q" $ref.field) (printf "index .Data %q" $ref.field) (eq (int $v.kvVersion) 2) }}
+{{- end }}
+vault.hashicorp.com/agent-inject-template-{{ $key }}: {{ printf "{{- with secret %q -}}{{ %s }}{{- end -}}" $ref.path $field | quote }}
+{{- end }}
+{{- with $v.annotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- misc */}}
+
+{{- define "haystack-rag.opensearchHost" -}}
+{{- include "haystack-rag.componentName" (dict "root" . "component" "opensearch") -}}
+{{- end -}}
+
+{{- define "haystack-rag.opensearchUrl" -}}
+{{- printf "https://%s:9200" (include "haystack-rag.opensearchHost" .) -}}
+{{- end -}}
+
+{{/* Init container waiting until OpenSearch accepts TCP connections (no credentials needed). */}}
+{{- define "haystack-rag.waitForOpensearch" -}}
+- name: wait-for-opensearch
+  image: {{ include "haystack-rag.image" (dict "root" . "image" .Values.init.image) }}
+  imagePullPolicy: {{ include "haystack-rag.pullPolicy" (dict "root" . "image" .Values.init.image) }}
+  command:
+    - sh
+    - -c
+    - until nc -z -w 2 {{ include "haystack-rag.opensearchHost" . }} 9200; do echo waiting for opensearch; sleep 2; done
+  resources:
+    {{- toYaml .Values.init.resources | nindent 4 }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65534
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities: {drop: [ALL]}
+{{- end -}}
