@@ -45,6 +45,7 @@ class BundleOptions:
     chart: Path | None = None            # overrides IMAGES.md chart:
     crds: list[Path] = field(default_factory=list)  # override IMAGES.md crds:
     no_chart: bool = False
+    no_crds: bool = False
     platforms: list[Platform] = field(default_factory=list)  # overrides IMAGES.md platforms
     store: Path = field(default_factory=default_store)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
@@ -119,6 +120,8 @@ class _Sources:
 
 
 def _file_entries(images: ImagesFile, options: BundleOptions) -> list[FileEntry]:
+    if options.no_crds:
+        return []
     if options.crds:
         return [FileEntry(line=0, path=str(p)) for p in options.crds]
     return list(images.crds)
@@ -138,7 +141,9 @@ def _crd_bytes(entry: FileEntry, base: Path, cache: Path) -> tuple[str, bytes]:
     name = entry.url.rstrip("/").rsplit("/", 1)[-1]
     cached = cache / "files" / entry.sha256
     if cached.is_file():
-        return name, cached.read_bytes()
+        data = cached.read_bytes()
+        if hashlib.sha256(data).hexdigest() == entry.sha256:
+            return name, data
     try:
         resp = httpx.get(entry.url, follow_redirects=True, timeout=60)
         resp.raise_for_status()

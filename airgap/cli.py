@@ -67,6 +67,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--no-chart", is_flag=True, help="Bundle images and CRDs only.")
 @click.option("--crds", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CRD file to ship (repeatable; overrides IMAGES.md crds:).")
+@click.option("--no-crds", is_flag=True, help="Ship no CRD files.")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
               help="Keep only these platforms of multi-arch images (repeatable; default: all).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
@@ -74,14 +75,14 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def bundle(obj, images_path, output, chart, no_chart, crds, platforms, store, as_json, **reg) -> None:
+def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, platforms, store, as_json, **reg) -> None:
     """Collect the images IMAGES.md lists, the Helm chart and the CRDs into one offline bundle."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
     from airgap.model import Platform
 
     images = imagesfile.load(images_path)
-    opts = BundleOptions(output=output, chart=chart, crds=list(crds), no_chart=no_chart,
+    opts = BundleOptions(output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                          concurrency=reg["concurrency"])
@@ -156,7 +157,8 @@ def inspect(bundle_path: Path, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Piped output is for grep and logs: no wrapping or truncation at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 240)
     console.print(f"[bold]{bundle_path}[/]: release {m.release}, created {m.created}, "
                   f"{m.blob_count} blobs, {human_bytes(m.blob_bytes)}")
     table = Table("image", "tag", "digest", "platforms", "size", "source", box=None)

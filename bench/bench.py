@@ -20,11 +20,13 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +59,8 @@ class Run:
     returncode: int
     stdout_path: str
     stderr_path: str
+    wait4_maxrss_kib: int = 0  # raw ru_maxrss, floored by bench.py's own footprint (see _peak_rss)
+    sampled_hwm_kib: int = 0
 
     @property
     def ok(self) -> bool:
@@ -80,6 +84,51 @@ class Run:
             return None
 
 
+def _peak_rss(wait4_kib: int, parent_hwm_kib: int, sampled_kib: int) -> int:
+    """The child's peak RSS in KiB.
+
+    Linux's ru_maxrss for a child also counts the memory of the process it was forked from: exec
+    folds the pre-exec address space's high-water mark (here bench.py's own, shared through vfork)
+    into the child's maxrss. So when wait4's figure does not exceed bench.py's own high-water mark,
+    it only says "at most that"; the VmHWM sampled from /proc while the child ran (its post-exec
+    address space only) is then the real figure. Above that floor, wait4's number is exact.
+    """
+    if wait4_kib > parent_hwm_kib:
+        return wait4_kib
+    return sampled_kib or wait4_kib
+
+
+class _HwmSampler:
+    """Polls /proc/PID/status VmHWM (a high-water mark, so sparse polling loses little)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hwm-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        path = f"/proc/{self.pid}/status"
+        while not self._stop.is_set():
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+                            break
+            except (OSError, ValueError):
+                pass
+            self._stop.wait(self.interval)
+
+
 def _tail(path: Path, limit: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -100,18 +149,25 @@ class Bench:
         self.errors: list[str] = []
 
     def run(self, name: str, argv: list[str]) -> Run:
-        """Run argv to completion; wall time and the child's peak RSS via wait4."""
+        """Run argv to completion; wall time and the child's peak RSS (see _peak_rss)."""
         out = self.logs / f"{name}.out"
         err = self.logs / f"{name}.err"
         env = dict(os.environ, NO_COLOR="1", TERM="dumb")
         with open(out, "wb") as fo, open(err, "wb") as fe:
+            floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.perf_counter()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, env=env)
-            # wait4 instead of proc.wait(): only it returns the child's rusage (ru_maxrss in KiB on Linux).
-            _, status, usage = os.wait4(proc.pid, 0)
+            sampler = _HwmSampler(proc.pid)
+            sampler.start()
+            try:
+                # wait4 instead of proc.wait(): only it returns the child's rusage (ru_maxrss, KiB).
+                _, status, usage = os.wait4(proc.pid, 0)
+            finally:
+                sampler.stop()
             wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-        run = Run(name, argv, wall, usage.ru_maxrss, proc.returncode, str(out), str(err))
+        run = Run(name, argv, wall, _peak_rss(usage.ru_maxrss, floor, sampler.peak_kib), proc.returncode,
+                  str(out), str(err), wait4_maxrss_kib=usage.ru_maxrss, sampled_hwm_kib=sampler.peak_kib)
         self.runs.append(run)
         return run
 
@@ -151,12 +207,33 @@ def write_images_file(path: Path, layout: Path, refs: list[str], release: str = 
     path.write_text("\n".join(lines))
 
 
+def bundle_args(work: Path, images_file: Path, out: Path) -> list[str]:
+    # Images only (the chart is not what is measured), and a content store inside the workdir so a
+    # run neither reuses nor pollutes ~/.cache/airgap.
+    return ["bundle", "--images", str(images_file), "-o", str(out), "--no-chart", "--store", str(work / "store")]
+
+
+def load_args(work: Path, bundle: Path, registry: str) -> list[str]:
+    # --values-out: the default writes airgap-values.yaml into the current directory.
+    return ["load", str(bundle), "--registry", registry, "--insecure-registry", "--json",
+            "--values-out", str(work / "airgap-values.yaml")]
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def layout_blobs(layout: Path) -> set[str]:
     return {"sha256:" + p.name for p in (layout / "blobs" / "sha256").iterdir() if not p.name.startswith(".")}
+
+
+def layout_ref_digests(layout: Path) -> dict[str, str]:
+    index = json.loads((layout / "index.json").read_text())
+    return {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+        for m in index["manifests"]
+        if "org.opencontainers.image.ref.name" in (m.get("annotations") or {})
+    }
 
 
 def tool_version(argv: list[str]) -> str:
@@ -249,7 +326,7 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
     t0 = time.perf_counter()
     # Two images carry a small gzip layer (realistic media types) without slowing generation much.
     refs = make_corpus(layout, total_bytes=total, images=args.images, base_bytes=base, seed=1,
-                       gzip_images=2, gzip_layer_bytes=16 * MiB)
+                       gzip_images=2, gzip_layer_bytes=min(16 * MiB, total // 50))
     gen_s = time.perf_counter() - t0
     blobs = layout_blobs(layout)
     unique = dir_bytes(layout / "blobs")
@@ -267,7 +344,7 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
     # -- bundle ------------------------------------------------------------------------------
     bundle = work / "bundle.tar"
     print("airgap bundle ...", flush=True)
-    run = bench.airgap("bundle", "bundle", "--images", str(images_file), "-o", str(bundle))
+    run = bench.airgap("bundle", *bundle_args(work, images_file, bundle))
     res.bundle = run_summary(run, unique)
     if run is not None and bundle.is_file():
         res.bundle["bundle_bytes"] = bundle.stat().st_size
@@ -280,7 +357,7 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
     a, b = reg_a.registry, reg_b.registry
 
     # -- airgap load -------------------------------------------------------------------------
-    load_argv = ["load", str(bundle), "--registry", f"{a.host}/bench", "--insecure-registry", "--json"]
+    load_argv = load_args(work, bundle, f"{a.host}/bench")
     if res.bundle.get("ok"):
         print("airgap load ...", flush=True)
         run = bench.airgap("load", *load_argv)
@@ -317,6 +394,14 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
         "airgap_extra_blobs": len(committed_a - blobs),
         "airgap_repos": sorted(a.catalog()),
     }
+    # Tag-agnostic: each image's manifest, by the digest the layout gives it, is in its repository.
+    wanted = layout_ref_digests(layout)
+    res.compare["airgap_manifests_by_digest"] = all(
+        a.manifest_digest(f"bench/{ref}", wanted[ref]) == wanted[ref] for ref in refs
+    )
+    res.compare["skopeo_manifests_by_digest"] = all(
+        b.manifest_digest(f"bench/{ref}", wanted[ref]) == wanted[ref] for ref in refs
+    )
     if res.load.get("ok"):
         res.compare["ratio_airgap_over_skopeo"] = round(res.load["wall_s"] / total_s, 3)
 
@@ -352,12 +437,11 @@ def _big_layer(args, bench: Bench, res: Results, a, b, corpus_layout: Path) -> N
     write_images_file(images_file, layout, ["big"])
     bundle = work / "big-bundle.tar"
     print("big layer: airgap bundle ...", flush=True)
-    run = bench.airgap("big-bundle", "bundle", "--images", str(images_file), "-o", str(bundle))
+    run = bench.airgap("big-bundle", *bundle_args(work, images_file, bundle))
     res.big["bundle"] = run_summary(run, nbytes)
     if run is not None:
         print("big layer: airgap load ...", flush=True)
-        run = bench.airgap("big-load", "load", str(bundle), "--registry", f"{a.host}/bigbench",
-                           "--insecure-registry", "--json")
+        run = bench.airgap("big-load", *load_args(work, bundle, f"{a.host}/bigbench"))
         res.big["load"] = run_summary(run, nbytes)
         if run is not None:
             res.big["load"]["report"] = run.stdout_json()
@@ -405,6 +489,8 @@ def print_table(res: Results) -> None:
         print(f"all layout blobs committed: skopeo {cmp_['skopeo_committed_all_layout_blobs']}, "
               f"airgap {cmp_['airgap_committed_all_layout_blobs']} "
               f"(missing {cmp_['airgap_missing_blobs']}, extra {cmp_['airgap_extra_blobs']})")
+        print(f"every image's manifest present by digest: skopeo {cmp_['skopeo_manifests_by_digest']}, "
+              f"airgap {cmp_['airgap_manifests_by_digest']}")
         if "blobs_unchanged_after_reload" in cmp_:
             print(f"no-op reload left storage unchanged: {cmp_['blobs_unchanged_after_reload']}")
     if res.errors:

@@ -79,29 +79,31 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 
 
 def parse_exposition(text: str) -> dict[str, dict]:
-    """A strict-enough parser of the text format: every line is HELP, TYPE or a valid sample."""
+    """A strict-enough parser of the text format: every line is HELP, TYPE or a valid sample of the
+    family announced before it."""
     families: dict[str, dict] = {}
     current = None
     assert text.endswith("\n"), "the text format must end with a newline"
     for line in text.splitlines():
         if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            current = families.setdefault(name, {"type": None, "samples": []})
+            current = line.split(" ", 3)[2]
+            families.setdefault(current, {"type": None, "samples": []})
         elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
+            _, _, current, kind = line.split(" ", 3)
             assert kind in {"counter", "gauge", "histogram", "summary", "untyped"}
-            families.setdefault(name, {"type": None, "samples": []})["type"] = kind
-            current = families[name]
+            families.setdefault(current, {"type": None, "samples": []})["type"] = kind
         else:
             match = SAMPLE.match(line)
             assert match, f"not a valid sample line: {line!r}"
+            name = match.group(1)
+            assert current is not None and name in (current, *(current + s for s in ("_bucket", "_sum", "_count"))), (
+                f"sample {name} outside its family {current}")
             labels = {}
             if match.group(3):
-                consumed = "".join(m.group(0) for m in LABEL.finditer(match.group(3)))
-                assert consumed == match.group(3), f"bad label set in {line!r}"
-                labels = {m.group(1): m.group(2) for m in LABEL.finditer(match.group(3))}
-            assert current is not None and match.group(1).startswith(next(iter([n for n in families if families[n] is current]))), line
-            current["samples"].append((match.group(1), labels, float(match.group(4))))
+                pairs = list(LABEL.finditer(match.group(3)))
+                assert "".join(m.group(0) for m in pairs) == match.group(3), f"bad label set in {line!r}"
+                labels = {m.group(1): m.group(2) for m in pairs}
+            families[current]["samples"].append((name, labels, float(match.group(4))))
     return families
 
 

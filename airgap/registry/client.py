@@ -88,7 +88,8 @@ def is_loopback(host: str) -> bool:
 
 
 class RegistryClient:
-    def __init__(self, host: str, options: RegistryOptions | None = None):
+    def __init__(self, host: str, options: RegistryOptions | None = None,
+                 transport: httpx.BaseTransport | None = None):
         self.host = host
         self.options = options or RegistryOptions()
         scheme = "http" if self.options.insecure else "https"
@@ -105,6 +106,7 @@ class RegistryClient:
                                 max_keepalive_connections=self.options.connections),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
+            transport=transport,  # tests swap in httpx.MockTransport for protocol edge cases
         )
         self.auth = Authenticator(
             host, creds.resolve(host, self.options.username, self.options.password), self.http,
@@ -217,6 +219,9 @@ class RegistryClient:
             raise AuthError(f"registry {self.host} denied {what}{who}: {msg}")
         if resp.status_code == 404:
             raise NotFound(f"registry {self.host}: {what}: not found ({msg})")
+        if resp.status_code == 400 and self.options.insecure and "HTTPS server" in resp.text:
+            raise RegistryError(f"registry {self.host} speaks HTTPS, not plain HTTP: drop --insecure-registry "
+                                "(and pass --ca-file if its certificate comes from a private CA)")
         if resp.status_code in RETRY_STATUS:
             raise Transient(f"registry {self.host}: {what}: {msg}")
         raise RegistryError(f"registry {self.host}: {what}: {msg}")

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole job end to end on one machine, offline, on embedded defaults.
+
+Two throwaway registries on loopback play the internet (upstream) and the isolated site (private).
+Small synthetic stand-ins of the haystack-rag images are published upstream; the demo then runs the
+real commands a user runs: `airgap bundle` from an IMAGES file that is the repository's own IMAGES.md
+with its upstream hosts pointed at the stand-in registry, `airgap inspect`, `airgap load`, and prints
+the values file. First-party images would come from `airgap build`; the demo puts stand-ins for
+them into the local content store, where a build would put them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from registry_server import running_registry  # noqa: E402
+
+from airgap import imagesfile, synth  # noqa: E402
+from airgap.copy import CopyEngine, CopyJob  # noqa: E402
+from airgap.places.layout import LayoutStore  # noqa: E402
+from airgap.places.registry import RegistryStore  # noqa: E402
+from airgap.registry.client import RegistryClient, RegistryOptions  # noqa: E402
+
+WORK = REPO / ".demo"
+SHARED_CRDS = REPO.parent / "shared" / "data" / "crds"
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def run(*args: str) -> None:
+    print("$ airgap " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "airgap", *args], check=True, cwd=WORK)
+
+
+def main() -> None:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    spec = imagesfile.load(REPO / "IMAGES.md")
+    with running_registry(WORK / "upstream") as upstream, running_registry(WORK / "private") as private:
+        step(f"publishing stand-in images: upstream registry {upstream.host}, local store for built ones")
+        layout = WORK / "standins"
+        store = WORK / "store"
+        base = synth.LayerSpec(size=2 << 20, seed=1)  # a base layer the first-party images share
+        client = RegistryClient(upstream.host, RegistryOptions(insecure=True))
+        jobs = []
+        for n, entry in enumerate(spec.images):
+            layers = [base, synth.LayerSpec(size=(1 + n % 3) << 20, seed=10 + n, compressed=True)]
+            platforms = [str(p) for p in spec.platforms] or None
+            synth.add_image(layout, entry.name, layers=layers, platforms=platforms,
+                            labels={"org.opencontainers.image.title": entry.name})
+            if entry.build:
+                jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, LayoutStore(store, create=True),
+                                    [f"{entry.name}:{spec.release}"]))
+            else:
+                ref = entry.source.split("/", 1)[1]
+                repo, _, tag = ref.rpartition(":")
+                jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, RegistryStore(client, repo), [tag]))
+        CopyEngine().copy(jobs)
+        client.close()
+
+        # The repository's IMAGES.md, with every upstream host replaced by the stand-in registry.
+        text = (REPO / "IMAGES.md").read_text()
+        text = re.sub(r"source: [a-z0-9.-]+\.(io|com)/", f"source: {upstream.host}/", text)
+        text = text.replace("chart: manifests/haystack-rag", f"chart: {REPO / 'manifests/haystack-rag'}")
+        (WORK / "IMAGES.md").write_text(text)
+        crd_args: list[str] = []
+        for crd in spec.crds:
+            # The CRD URL cannot be fetched offline; a verified copy seeds the download cache when there is one.
+            candidates = list(SHARED_CRDS.glob("*.yml")) + list(SHARED_CRDS.glob("*.yaml")) if SHARED_CRDS.is_dir() else []
+            match = next((c for c in candidates if hashlib.sha256(c.read_bytes()).hexdigest() == crd.sha256), None)
+            if match:
+                (WORK / "files").mkdir(exist_ok=True)
+                shutil.copy(match, WORK / "files" / crd.sha256)
+        if not (WORK / "files").is_dir():
+            print("(no offline copy of the Traefik CRDs here: bundling without them)")
+            crd_args = ["--no-crds"]
+
+        step("connected side: bundle")
+        bundle = f"haystack-rag-{spec.release}.tar"
+        run("bundle", "--images", "IMAGES.md", "-o", bundle, "--insecure-registry", "--store", str(store), *crd_args)
+        run("inspect", bundle)
+
+        step(f"isolated side: load into the private registry {private.host}/haystack")
+        run("load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry",
+            "--values-out", "values-airgap.yaml", "--crds-out", "crds", "--chart-out", "chart")
+        step("again: an idempotent re-run uploads nothing")
+        run("-q", "load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry",
+            "--values-out", "values-airgap.yaml")
+
+        step(f"values file ({WORK / 'values-airgap.yaml'}):")
+        print((WORK / "values-airgap.yaml").read_text())
+        helm = shutil.which("helm") or next((str(p) for p in (REPO / ".tools/bin").glob("helm3")), None)
+        if helm:
+            step("helm template with that values file: every image from the private registry, by digest")
+            out = subprocess.run([helm, "template", "demo", str(REPO / "manifests/haystack-rag"), "-f",
+                                  str(WORK / "values-airgap.yaml")], capture_output=True, text=True)
+            images = sorted(set(re.findall(r"image: \"?([^\"\s]+)", out.stdout)))
+            print("\n".join(images) if out.returncode == 0 else out.stderr)
+        print(f"\nDone. Bundle, values file, CRDs and chart are in {WORK}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Small helpers the end-to-end tests share: run the real CLI, write IMAGES files, build bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airgap.synth import LayerSpec, add_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def airgap(*args: str, env: dict | None = None, input: str | None = None, check: bool = True,
+           cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the `airgap` command as a user would (a separate process, output piped)."""
+    full_env = dict(os.environ)
+    full_env.pop("AIRGAP_REGISTRY_USERNAME", None)
+    full_env.pop("AIRGAP_REGISTRY_PASSWORD", None)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "airgap", *args], capture_output=True, text=True, env=full_env,
+                          input=input, cwd=cwd, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"airgap {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+    return proc
+
+
+def load_json(*args: str, **kw) -> dict:
+    proc = airgap(*args, "--json", **kw)
+    return json.loads(proc.stdout)
+
+
+def write_images_md(path: Path, release: str, entries: list[dict], extra: str = "") -> Path:
+    lines = ["# Images", "", "Human text above the block is ignored by the tool.", "", "```yaml airgap",
+             f"release: {release}", "images:"]
+    for e in entries:
+        lines.append(f"  - name: {e['name']}")
+        for k, v in e.items():
+            if k != "name":
+                lines.append(f"    {k}: {v}")
+    lines += [extra.rstrip(), "```", ""] if extra else ["```", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def demo_layout(layout: Path) -> dict[str, str]:
+    """Three images: two share a base layer, one is a two-platform index. Returns ref -> digest."""
+    base = LayerSpec(size=4 << 20, seed=100)
+    return {
+        "query": add_image(layout, "query", layers=[base, LayerSpec(size=2 << 20, seed=101)]),
+        "indexing": add_image(layout, "indexing", layers=[base, LayerSpec(size=1 << 20, seed=102, compressed=True)]),
+        "opensearch": add_image(layout, "opensearch", layers=[LayerSpec(size=3 << 20, seed=103)],
+                                platforms=["linux/amd64", "linux/arm64"]),
+    }
+
+
+def demo_images_md(tmp: Path, layout: Path, release: str = "0.1.0") -> Path:
+    return write_images_md(tmp / "IMAGES.md", release, [
+        {"name": "haystack-query", "source": f"oci:{layout}:query", "values": "query.image"},
+        {"name": "haystack-indexing", "source": f"oci:{layout}:indexing", "values": "indexing.image"},
+        {"name": "opensearch", "source": f"oci:{layout}:opensearch", "values": "opensearch.image", "tag": "2.18.0"},
+    ])
+
+
+def registry_flags(reg) -> list[str]:
+    flags = []
+    if reg.scheme == "http":
+        flags.append("--insecure-registry")
+    if reg.ca_file:
+        flags += ["--ca-file", str(reg.ca_file)]
+    return flags
