@@ -50,6 +50,7 @@ class BundleOptions:
     store: Path = field(default_factory=default_store)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     concurrency: int = 8
+    compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
 
 
 @dataclass
@@ -231,7 +232,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
                                "manifests": index_entries}, indent=2).encode()
 
     progress.phase("packing", blob_bytes)
-    with BundleWriter(options.output, epoch) as w:
+    with BundleWriter(options.output, epoch, options.compress) as w:
         w.add_bytes(MANIFEST_NAME, manifest.to_json())
         w.add_bytes(f"{LAYOUT_DIR}/oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         w.add_bytes(f"{LAYOUT_DIR}/index.json", layout_index)

@@ -68,6 +68,9 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--crds", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CRD file to ship (repeatable; overrides IMAGES.md crds:).")
 @click.option("--no-crds", is_flag=True, help="Ship no CRD files.")
+@click.option("--compress", type=click.Choice(["none", "zstd"]), default="none", show_default=True,
+              help="Outer compression. zstd saves space on uncompressed layers, but the isolated side then "
+                   "needs scratch space to decompress before loading.")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
               help="Keep only these platforms of multi-arch images (repeatable; default: all).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
@@ -75,7 +78,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, platforms, store, as_json, **reg) -> None:
+def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, as_json, **reg) -> None:
     """Collect the images IMAGES.md lists, the Helm chart and the CRDs into one offline bundle."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
@@ -85,7 +88,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, platforms, 
     opts = BundleOptions(output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
-                         concurrency=reg["concurrency"])
+                         concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
     progress = make_progress(obj["quiet"])
     try:
         result = create_bundle(images, opts, progress)
@@ -112,10 +115,12 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.option("--chart-out", type=click.Path(file_okay=False, path_type=Path),
               help="Write the bundled chart .tgz into this directory.")
 @click.option("--dry-run", is_flag=True, help="Verify and plan; push and write nothing.")
+@click.option("--scratch-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where a zstd-compressed bundle is decompressed first (default: next to it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, as_json, **reg) -> None:
+def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, as_json, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.loader import LoadOptions, load_bundle
 
@@ -123,7 +128,7 @@ def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, a
     opts = LoadOptions(target=Target.parse(registry),
                        registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
-                       dry_run=dry_run, concurrency=reg["concurrency"])
+                       dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir)
     progress = make_progress(obj["quiet"])
     try:
         result = load_bundle(bundle_path, opts, progress)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from airgap.errors import AirgapError, InputError
+from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import Store
@@ -116,6 +116,18 @@ def resolve(job: CopyJob) -> _Resolved:
     return _Resolved(job, root, images)
 
 
+def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iterator[bytes]:
+    n = 0
+    for chunk in chunks:
+        n += len(chunk)
+        if n > desc.size:
+            break
+        yield chunk
+    if n != desc.size:
+        raise DigestMismatch(f"blob {desc.digest} from {src.description}", str(desc.digest),
+                             f"{n} bytes where {desc.size} were expected (changed since it was verified)")
+
+
 class CopyEngine:
     def __init__(self, *, concurrency: int = 8, progress: Progress | None = None, verify_first: bool = False,
                  dry_run: bool = False, retries: int = 3):
@@ -124,6 +136,7 @@ class CopyEngine:
         self.verify_first = verify_first
         self.dry_run = dry_run
         self.retries = retries
+        self._verified = False
 
     def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         items = list(items)
@@ -185,6 +198,7 @@ class CopyEngine:
             return report
 
         self.progress.phase("copying", sum(b.size for _, b in uploads))
+        self._verified = self.verify_first
         self._map(lambda u: self._upload(sources[u[1].digest], u[0], u[1]), uploads)
         report.blobs_uploaded = len(uploads)
         report.bytes_uploaded = sum(b.size for _, b in uploads)
@@ -215,9 +229,11 @@ class CopyEngine:
                            digest=str(r.root.digest), media_type=r.root.media_type, platforms=r.platforms(),
                            status=status, blob_bytes=sum(b.size for b in r.blobs()))
 
-    def _body(self, src: Store, desc: Descriptor, count: bool) -> Iterator[bytes]:
+    def _body(self, src: Store, desc: Descriptor, count: bool, rehash: bool = True) -> Iterator[bytes]:
         with src.open_blob(desc) as chunks:
-            for chunk in DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}"):
+            stream = (DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}")
+                      if rehash else _size_checked(chunks, desc, src))
+            for chunk in stream:
                 if count:
                     self.progress.advance(len(chunk))
                 yield chunk
@@ -231,7 +247,10 @@ class CopyEngine:
         while True:
             attempt += 1
             try:
-                dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1))
+                # Hashing twice costs CPU the registry needs on a small host: a blob verified in the
+                # first pass is checked again by a registry on commit, so it only gets a size check.
+                rehash = not (self._verified and dst.checks_digests_on_write)
+                dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1, rehash=rehash))
                 return
             except Transient:
                 if attempt >= self.retries:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.bundle.reader import BundleReader
+from airgap.bundle.reader import open_bundle
 from airgap.copy import CopyEngine, CopyJob, CopyReport
 from airgap.emit.values import render_values
 from airgap.fsutil import atomic_write
@@ -28,6 +28,7 @@ class LoadOptions:
     chart_out: Path | None = None
     dry_run: bool = False
     concurrency: int = 8
+    scratch: Path | None = None  # where a zstd bundle is decompressed (default: next to it)
 
 
 @dataclass
@@ -46,8 +47,12 @@ class LoadResult:
 
 def load_bundle(bundle: Path, options: LoadOptions, progress: Progress | None = None) -> LoadResult:
     progress = progress or Progress()
+    with open_bundle(bundle, options.scratch, progress) as reader:
+        return _load(reader, bundle, options, progress)
+
+
+def _load(reader, bundle: Path, options: LoadOptions, progress: Progress) -> LoadResult:
     t0 = time.monotonic()
-    reader = BundleReader(bundle)
     reader.check_complete()
     reader.verify_files()
     m = reader.manifest

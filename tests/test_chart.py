@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import jsonschema
@@ -105,6 +106,12 @@ SCENARIOS: dict[str, dict] = {
     "vault": merge({"secrets": {"provider": "vault", **SENTINELS}}, FULL_MONITORING),
     "sops": merge({"secrets": {"provider": "sops", **SENTINELS}}, FULL_MONITORING),
     "monitoring-off": {"secrets": SENTINELS, "monitoring": {"enabled": False}},
+    # the switches the other scenarios leave at their defaults
+    "options": {"secrets": {"provider": "vault", "vault": {"kvVersion": 1}},
+                "indexing": {"persistence": {"enabled": True, "storageClassName": "fast"}},
+                "opensearch": {"sysctlInit": {"enabled": True}, "persistence": {"size": "50Gi"}},
+                "ingress": {"enabled": False},
+                "serviceAccount": {"create": False, "name": "corp-sa"}},
     "airgap": merge(airgap_values(), FULL_MONITORING),
     "airgap-global-registry": merge(airgap_values(), {"global": {"imageRegistry": "harbor.corp.example:8443",
                                                                   "imagePullSecrets": ["harbor-pull", {"name": "backup-pull"}]}}),
@@ -294,6 +301,8 @@ def test_custom_resources_match_upstream_crds(helm, crds, scenario):
     docs = render(helm, scenario)
     custom = [d for d in docs if is_custom(d)]
     expected = {"IngressRoute", "Middleware", "ServersTransport"}
+    if SCENARIOS[scenario].get("ingress", {}).get("enabled") is False:
+        expected = set()
     if "monitoring" in SCENARIOS[scenario] and SCENARIOS[scenario]["monitoring"].get("serviceMonitor"):
         expected |= {"ServiceMonitor", "PrometheusRule"}
     assert expected <= {d["kind"] for d in custom}
@@ -856,3 +865,40 @@ def test_the_pinned_crds_cover_every_traefik_kind_the_chart_renders(helm):
 def test_no_crd_file_is_copied_into_the_project():
     for path in (REPO / "manifests").rglob("*.y*ml"):
         assert "kind: CustomResourceDefinition" not in path.read_text(), path
+
+
+def test_packaged_chart_is_self_contained(helm, tmp_path):
+    """What goes into the bundle: one .tgz with no dependencies, rendering the same objects."""
+    result = run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (package,) = tmp_path.glob("haystack-rag-*.tgz")
+    with tarfile.open(package) as tar:
+        names = set(tar.getnames())
+    assert {"haystack-rag/Chart.yaml", "haystack-rag/values.schema.json",
+            "haystack-rag/dashboards/haystack-api.json", "haystack-rag/dashboards/opensearch.json"} <= names
+    assert not any(n.startswith("haystack-rag/charts/") for n in names)
+    assert "dependencies" not in yaml.safe_load((CHART / "Chart.yaml").read_text())
+    rendered = run_helm(helm, "template", RELEASE, str(package), "--namespace", NAMESPACE,
+                        "--values", str(_values_file("airgap")))
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert sorted(i for *_, i in all_images(docs)) == sorted(i for *_, i in all_images(render(helm, "airgap")))
+
+
+def test_optional_switches(helm):
+    docs = render(helm, "options")
+    kinds = {d["kind"] for d in docs}
+    assert not {"IngressRoute", "Middleware", "ServersTransport", "ServiceAccount", "Secret"} & kinds
+    assert {t["spec"]["serviceAccountName"] for _, t in pod_templates(docs)} == {"corp-sa"}
+    claim = one(docs, "PersistentVolumeClaim", f"{FULL}-indexing-files")
+    assert claim["spec"]["storageClassName"] == "fast"
+    volumes = workload(docs, "indexing")["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
+    sts = workload(docs, "opensearch")
+    sysctl = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "sysctl"]
+    assert sysctl and sysctl[0]["securityContext"]["privileged"] is True
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    # KV version 1 secrets have no .Data.data level
+    annotations = sts["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["vault.hashicorp.com/agent-inject-template-opensearch-password"] == (
+        '{{- with secret "secret/data/haystack-rag/opensearch" -}}{{ .Data.password }}{{- end -}}')

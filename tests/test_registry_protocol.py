@@ -162,3 +162,41 @@ def test_targets_and_loopback():
     with pytest.raises(Exception, match="prefix"):
         Target.parse("reg.example/Bad_Prefix!")
     assert is_loopback("127.0.0.1:5000") and is_loopback("localhost:1") and not is_loopback("10.1.1.1:5000")
+
+
+def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
+    """A connection reset during the streamed PATCH: the engine re-opens the blob and starts over."""
+    from airgap.copy import CopyEngine, CopyJob
+    from airgap.places.layout import LayoutStore
+    from airgap.synth import LayerSpec, add_image
+
+    layout = tmp_path / "l"
+    add_image(layout, "x", layers=[LayerSpec(size=3 << 20, seed=5)])
+    patches = {"n": 0, "bytes": []}
+    blobs: set[str] = set()
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        path = req.url.path
+        if req.method == "HEAD":
+            return httpx.Response(200 if path.rsplit("/", 1)[1] in blobs else 404)
+        if req.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/x/blobs/uploads/u1"})
+        if req.method == "PATCH":
+            patches["n"] += 1
+            body = req.read()
+            if patches["n"] == 1:
+                raise httpx.RemoteProtocolError("connection reset by peer")
+            patches["bytes"].append(len(body))
+            return httpx.Response(202, headers={"Location": "/v2/x/blobs/uploads/u1"})
+        if req.method == "PUT" and "/blobs/" in path:
+            blobs.add(req.url.params["digest"])
+            return httpx.Response(201)
+        if req.method == "PUT":
+            return httpx.Response(201)
+        return httpx.Response(404)
+
+    dst = RegistryStore(_client(handler), "x")
+    report = CopyEngine(concurrency=1).copy([CopyJob("x", LayoutStore(layout), "x", dst, ["1"])])
+    assert patches["n"] == 3  # the broken layer upload, its retry, the config
+    assert max(patches["bytes"]) > 3 << 20  # the retried layer went through whole
+    assert report.blobs_uploaded == 2 and len(blobs) == 2

@@ -119,3 +119,26 @@ def test_bundle_is_deterministic(tmp_path):
                env={"SOURCE_DATE_EPOCH": "1700000000"})
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_zstd_bundle_loads_and_inspects(tmp_path, registry):
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    out = tmp_path / "bundle.tar.zst"
+    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
+           "--compress", "zstd", "--store", str(tmp_path / "store"))
+    assert out.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    assert json.loads(airgap("inspect", str(out), "--json").stdout)["release"] == "0.1.0"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    load_json("load", str(out), "--registry", registry.host, "--insecure-registry", "--scratch-dir", str(scratch),
+              "--values-out", str(tmp_path / "v.yaml"))
+    assert registry.manifest_digest("opensearch", "2.18.0") == digests["opensearch"]
+    assert list(scratch.iterdir()) == []  # the decompressed copy is gone
+
+    # a truncated zstd bundle is refused, naming the file the user gave
+    data = out.read_bytes()
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(data[: len(data) // 2])
+    proc = airgap("load", str(bad), "--registry", registry.host, "--insecure-registry", check=False)
+    assert proc.returncode == 3 and str(bad) in proc.stderr and "Traceback" not in proc.stderr

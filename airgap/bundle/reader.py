@@ -31,18 +31,61 @@ class Member:
     size: int
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def is_zstd(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == ZSTD_MAGIC
+
+
+@contextmanager
+def open_bundle(path: Path, scratch: Path | None = None, progress=None) -> Iterator["BundleReader"]:
+    """A reader for a plain or zstd-compressed bundle.
+
+    A zstd stream cannot be read at random offsets, so a compressed bundle is first decompressed into
+    a scratch file (next to the bundle unless ``scratch`` says where) that is removed afterwards.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"bundle {path} does not exist")
+    if not is_zstd(path):
+        yield BundleReader(path)
+        return
+    import tempfile
+
+    import zstandard
+
+    directory = Path(scratch) if scratch else path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tar", dir=directory)
+    try:
+        if progress:
+            progress.note(f"decompressing {path.name} into {directory} (zstd bundles need that scratch space)")
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                zstandard.ZstdDecompressor().copy_stream(src, dst, read_size=CHUNK, write_size=CHUNK)
+        except zstandard.ZstdError as exc:
+            raise BundleError(f"{path}: corrupt or truncated zstd stream ({exc})") from None
+        yield BundleReader(Path(tmp), display=path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 class BundleReader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, display: Path | None = None):
         self.path = Path(path)
+        self.display = display or self.path  # what messages call it: the compressed file, when there is one
         if not self.path.is_file():
             raise InputError(f"bundle {self.path} does not exist")
+        if is_zstd(self.path):
+            raise BundleError(f"{self.path} is zstd-compressed; open it with open_bundle()")
         self.members: dict[str, Member] = {}
         self.manifest = self._scan()
 
     # -- structure ------------------------------------------------------------------------------
     def _scan(self) -> BundleManifest:
         size = self.path.stat().st_size
-        where = str(self.path)
+        where = str(self.display)
         try:
             with tarfile.open(self.path, mode="r:") as tf:
                 first = True
@@ -84,9 +127,9 @@ class BundleReader:
     def read_member(self, name: str, limit: int = 8 << 20) -> bytes:
         m = self.members.get(name)
         if m is None:
-            raise BundleError(f"{self.path}: member {name} is missing")
+            raise BundleError(f"{self.display}: member {name} is missing")
         if m.size > limit:
-            raise BundleError(f"{self.path}: member {name} is implausibly large ({m.size} bytes)")
+            raise BundleError(f"{self.display}: member {name} is implausibly large ({m.size} bytes)")
         with open(self.path, "rb") as fh:
             fh.seek(m.offset)
             return fh.read(m.size)
@@ -94,14 +137,14 @@ class BundleReader:
     def iter_member(self, name: str) -> Iterator[bytes]:
         m = self.members.get(name)
         if m is None:
-            raise BundleError(f"{self.path}: member {name} is missing")
+            raise BundleError(f"{self.display}: member {name} is missing")
         with open(self.path, "rb") as fh:
             fh.seek(m.offset)
             left = m.size
             while left:
                 chunk = fh.read(min(CHUNK, left))
                 if not chunk:
-                    raise BundleError(f"{self.path}: truncated inside member {name}")
+                    raise BundleError(f"{self.display}: truncated inside member {name}")
                 left -= len(chunk)
                 yield chunk
 
@@ -128,10 +171,10 @@ class BundleReader:
                 for blob in m.blobs():
                     member = self.members.get(self.blob_member(blob.digest))
                     if member is None:
-                        raise BundleError(f"{self.path}: image {image.name}:{image.tag} needs blob "
+                        raise BundleError(f"{self.display}: image {image.name}:{image.tag} needs blob "
                                           f"{blob.digest} which the bundle does not contain")
                     if member.size != blob.size:
-                        raise BundleError(f"{self.path}: blob {blob.digest} of image {image.name}:{image.tag} "
+                        raise BundleError(f"{self.display}: blob {blob.digest} of image {image.name}:{image.tag} "
                                           f"is {member.size} bytes, its manifest says {blob.size}")
                     needed[blob.digest] = blob
         return needed
@@ -145,7 +188,7 @@ class BundleReader:
         for chunk in self.iter_member(f.path):
             h.update(chunk)
         if h.hexdigest() != f.sha256:
-            raise DigestMismatch(f"{self.path}: {f.kind} file {f.path}", f"sha256:{f.sha256}",
+            raise DigestMismatch(f"{self.display}: {f.kind} file {f.path}", f"sha256:{f.sha256}",
                                  f"sha256:{h.hexdigest()}")
 
     def extract_file(self, f: BundleFile, dest: Path) -> Path:
@@ -160,7 +203,7 @@ class BundleStore(Store):
 
     def __init__(self, reader: BundleReader):
         self.reader = reader
-        self.description = f"bundle {reader.path}"
+        self.description = f"bundle {reader.display}"
 
     @property
     def place_key(self) -> str:
@@ -193,7 +236,12 @@ def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
     if not path.is_file():
         raise InputError(f"bundle {path} does not exist")
     try:
-        with tarfile.open(path, mode="r:") as tf:
+        fileobj = None
+        if is_zstd(path):
+            import zstandard
+            fileobj = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        with tarfile.open(path if fileobj is None else None, mode="r|" if fileobj else "r:",
+                          fileobj=fileobj) as tf:
             info = tf.next()
             if info is None or info.name != MANIFEST_NAME:
                 raise BundleError(f"{path}: not an airgap bundle (first member is not {MANIFEST_NAME})")
@@ -202,4 +250,8 @@ def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
             data = fh.read(MAX_BUNDLE_MANIFEST)
     except tarfile.TarError as exc:
         raise BundleError(f"{path}: not a readable tar ({exc})") from None
+    except Exception as exc:  # zstandard.ZstdError, without importing it for plain bundles
+        if exc.__class__.__name__ == "ZstdError":
+            raise BundleError(f"{path}: corrupt zstd stream ({exc})") from None
+        raise
     return data, BundleManifest.from_json(data, str(path))

@@ -28,6 +28,9 @@ class Store(ABC):
 
     #: names the place in messages, e.g. ``registry 10.0.0.5:5000/haystack/opensearch``
     description: str = "store"
+    #: the place itself refuses a blob whose bytes do not match its digest (a registry does, on
+    #: commit); the engine then need not hash a blob a second time when it verified it already
+    checks_digests_on_write: bool = False
 
     # -- reading --------------------------------------------------------------------------------
     @abstractmethod

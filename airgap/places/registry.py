@@ -17,6 +17,9 @@ from airgap.registry.client import RegistryClient, Transient
 
 
 class RegistryStore(Store):
+    # PUT ...?digest= commits an upload only when the bytes hash to that digest (distribution-spec).
+    checks_digests_on_write = True
+
     def __init__(self, client: RegistryClient, repository: str):
         self.client = client
         self.repository = repository
