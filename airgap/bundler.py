@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, BundleFile, BundleImage, BundleManifest
+from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage,
+                                  BundleManifest)
 from airgap.bundle.writer import BundleWriter
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
@@ -32,6 +33,9 @@ from airgap.places.layout import REF_NAME, LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryClient, RegistryOptions
+from airgap.sign.blob import sign_blob
+from airgap.sign.cosign import SignatureArtifact, sign_image
+from airgap.sign.keys import PrivateKey
 
 
 def default_store() -> Path:
@@ -51,6 +55,7 @@ class BundleOptions:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     concurrency: int = 8
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
+    key: "PrivateKey | None" = None  # signs every image (cosign format) and the bundle manifest
 
 
 @dataclass
@@ -118,6 +123,15 @@ class _Sources:
         reference = Reference.parse(entry.source)
         return (RegistryStore(self.client(reference.registry), reference.repository), reference.ref,
                 reference.tag or self.images.release)
+
+
+def signed_identity(entry: ImageEntry) -> str:
+    """The docker-reference image signatures name: the upstream repository for a mirrored image,
+    ``localhost/<name>`` (podman's and buildah's name for a local build) otherwise."""
+    if entry.source and not entry.source.startswith("oci:"):
+        ref = Reference.parse(entry.source)
+        return f"{ref.registry}/{ref.repository}"
+    return f"localhost/{entry.name}"
 
 
 def _file_entries(images: ImagesFile, options: BundleOptions) -> list[FileEntry]:
@@ -207,6 +221,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
           progress: Progress, t0: float) -> BundleResult:
     blobs: dict[Digest, tuple[Descriptor, Store]] = {}
     manifests: dict[Digest, bytes] = {}
+    small: dict[Digest, bytes] = {}  # signature payloads and configs
     bundle_images: list[BundleImage] = []
     index_entries: list[dict] = []
     for (entry, job, tag), r in zip(plan, resolved):
@@ -215,28 +230,51 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
             manifests[m.digest] = m.data
         for b in r.blobs():
             blobs.setdefault(b.digest, (b, job.src))
+        identity = signed_identity(entry)
+        signatures: list[dict] = []
+        if options.key is not None:
+            # Like `cosign sign --recursive`: the index and every platform manifest.
+            signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
+            for digest in signed:
+                art: SignatureArtifact = sign_image(options.key, identity, digest)
+                manifests[art.manifest.digest] = art.manifest.data
+                small.update(art.blobs)
+                signatures.append({"signed": str(digest), "digest": str(art.manifest.digest),
+                                   "size": len(art.manifest.data)})
+                sig_desc = art.manifest.descriptor.to_json()
+                sig_desc["annotations"] = {REF_NAME: f"{entry.name}:{art.tag}"}
+                index_entries.append(sig_desc)
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or f"build:{entry.build.context if entry.build else ''}",
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
-            platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs())))
+            platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
+            identity=identity, signatures=signatures))
         desc = r.root.descriptor.to_json()
         desc["annotations"] = {REF_NAME: f"{entry.name}:{tag}"}
         index_entries.append(desc)
+    for d in list(small):
+        if d in blobs or d in manifests:
+            small.pop(d)
     for d in list(blobs):
         manifests.pop(d, None)  # a manifest that is also someone's blob is stored once
     blob_bytes = sum(b.size for b, _ in blobs.values())
     manifest = BundleManifest(release=images.release, created=created, images=bundle_images,
-                              files=[f for f, _ in files], blob_count=len(blobs) + len(manifests),
-                              blob_bytes=blob_bytes + sum(len(m) for m in manifests.values()))
+                              files=[f for f, _ in files], blob_count=len(blobs) + len(manifests) + len(small),
+                              blob_bytes=blob_bytes + sum(len(m) for m in manifests.values())
+                              + sum(len(b) for b in small.values()),
+                              signer=options.key.public.fingerprint if options.key else "")
+    manifest_bytes = manifest.to_json()
     layout_index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                "manifests": index_entries}, indent=2).encode()
 
     progress.phase("packing", blob_bytes)
     with BundleWriter(options.output, epoch, options.compress) as w:
-        w.add_bytes(MANIFEST_NAME, manifest.to_json())
+        w.add_bytes(MANIFEST_NAME, manifest_bytes)
+        if options.key is not None:
+            w.add_bytes(SIGNATURE_NAME, sign_blob(options.key, manifest_bytes) + b"\n")
         w.add_bytes(f"{LAYOUT_DIR}/oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         w.add_bytes(f"{LAYOUT_DIR}/index.json", layout_index)
-        for digest, data in manifests.items():
+        for digest, data in list(manifests.items()) + list(small.items()):
             w.add_bytes(f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}", data)
         for digest, (desc, src) in blobs.items():
             with src.open_blob(desc) as chunks:

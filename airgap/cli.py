@@ -75,17 +75,24 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
               help="Keep only these platforms of multi-arch images (repeatable; default: all).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
               help="Local content store (OCI layout) for pulled images. Default: ~/.cache/airgap/store.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="cosign private key: sign every image and the bundle (password: COSIGN_PASSWORD or a prompt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, as_json, **reg) -> None:
+def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, key_path, as_json,
+           **reg) -> None:
     """Collect the images IMAGES.md lists, the Helm chart and the CRDs into one offline bundle."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
     from airgap.model import Platform
 
     images = imagesfile.load(images_path)
-    opts = BundleOptions(output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
+    key = None
+    if key_path:
+        from airgap.sign.keys import load_private_key, password_from_env_or_prompt
+        key = load_private_key(key_path, password_from_env_or_prompt())
+    opts = BundleOptions(key=key, output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
@@ -117,15 +124,31 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.option("--dry-run", is_flag=True, help="Verify and plan; push and write nothing.")
 @click.option("--scratch-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where a zstd-compressed bundle is decompressed first (default: next to it).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="cosign public key the bundle and every image must be signed with.")
+@click.option("--insecure-skip-verify", is_flag=True, help="Load without checking signatures (digests are still checked).")
+@click.option("--allow-downgrade", is_flag=True, help="Load a bundle older than the newest one this target has seen.")
+@click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where policy.json, registries.d/ and kyverno-policy.yaml go (default: next to the values file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, as_json, **reg) -> None:
+def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
+         insecure_skip_verify, allow_downgrade, policy_dir, as_json, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.loader import LoadOptions, load_bundle
 
     to_stdout = values_out == "-"
-    opts = LoadOptions(target=Target.parse(registry),
+    key = None
+    if key_path:
+        from airgap.sign.keys import load_public_key
+        key = load_public_key(key_path)
+    if key and insecure_skip_verify:
+        raise InputError("give either --key or --insecure-skip-verify, not both")
+    if policy_dir is None:
+        policy_dir = Path.cwd() if to_stdout else Path(values_out).resolve().parent
+    opts = LoadOptions(key=key, insecure_skip_verify=insecure_skip_verify, allow_downgrade=allow_downgrade,
+                       policy_dir=policy_dir, target=Target.parse(registry),
                        registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir)
@@ -139,13 +162,57 @@ def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, s
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     verb = "would upload" if dry_run else "uploaded"
-    click.echo(f"{len(r.images)} images ({sum(1 for i in r.images if i.status == 'present')} already present): "
+    imgs = [i for i in r.images if i.kind == "image"]
+    click.echo(f"{len(imgs)} images ({sum(1 for i in imgs if i.status == 'present')} already present): "
                f"{verb} {r.blobs_uploaded} blobs ({human_bytes(r.bytes_uploaded)}), mounted {r.blobs_mounted}, "
                f"skipped {r.blobs_present} present, in {result.seconds:.1f} s", err=True)
     if to_stdout or dry_run:
         click.echo(result.values, nl=False)
     for p in result.written:
         click.echo(f"wrote {p}", err=True)
+
+
+@cli.command()
+@click.option("--output-key-prefix", default="cosign", show_default=True,
+              help="Writes PREFIX.key (encrypted, cosign format) and PREFIX.pub.")
+def keygen(output_key_prefix: str) -> None:
+    """Generate a cosign-compatible key pair (password: COSIGN_PASSWORD or a prompt)."""
+    from airgap.sign.keys import password_from_env_or_prompt, write_key_pair
+
+    priv, pub = write_key_pair(Path(output_key_prefix), password_from_env_or_prompt(confirm=True))
+    click.echo(f"wrote {priv} (private, keep it on the connected side) and {pub} (public, carry it across)")
+
+
+@cli.command()
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="cosign public key the bundle must be signed with.")
+@click.option("--scratch-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where a zstd-compressed bundle is decompressed first (default: next to it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.pass_obj
+def verify(obj, bundle_path: Path, key_path: Path, scratch_dir: Path | None, as_json: bool) -> None:
+    """Check a bundle offline: its signature, every image signature, every blob and file digest."""
+    from airgap.bundle.reader import open_bundle
+    from airgap.sign.keys import load_public_key
+    from airgap.verify import verify_content, verify_signatures
+
+    key = load_public_key(key_path)
+    progress = make_progress(obj["quiet"])
+    try:
+        with open_bundle(bundle_path, scratch_dir, progress) as reader:
+            report = verify_signatures(reader, key)
+            verify_content(reader, report, progress)
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+    click.echo(f"{bundle_path}: OK. Release {report.release}, signed by {report.signer}")
+    for i in report.images:
+        click.echo(f"  {i.name}:{i.tag} {i.digest[:19]} signed as {i.identity} ({i.signatures_verified} signatures)")
+    click.echo(f"  {report.blobs_checked} blobs ({human_bytes(report.bytes_checked)}) and {report.files_checked} files "
+               "match their digests")
 
 
 @cli.command()

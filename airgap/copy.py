@@ -37,6 +37,7 @@ class CopyJob:
     dst: Store
     tags: list[str] = field(default_factory=list)
     platforms: list[Platform] | None = None  # None keeps every platform of an index
+    kind: str = "image"            # "image", or "signature" for a cosign signature manifest
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ImageResult:
     platforms: list[str]
     status: str                    # "copied", "present" or "planned" (dry run)
     blob_bytes: int
+    kind: str = "image"
 
 
 @dataclass
@@ -64,7 +66,8 @@ class CopyReport:
 
     def to_json(self) -> dict:
         return {
-            "images": [vars(i) for i in self.images],
+            "images": [vars(i) for i in self.images if i.kind == "image"],
+            "signatures": [vars(i) for i in self.images if i.kind == "signature"],
             "blobs_uploaded": self.blobs_uploaded, "bytes_uploaded": self.bytes_uploaded,
             "blobs_mounted": self.blobs_mounted, "blobs_present": self.blobs_present,
             "manifests_pushed": self.manifests_pushed, "seconds": round(self.seconds, 3),
@@ -213,6 +216,8 @@ class CopyEngine:
         for r, p in zip(resolved, present):
             result = self._result(r, "present" if p else "copied")
             report.images.append(result)
+            if result.kind != "image":
+                continue
             self.progress.note(f"{'=' if p else '+'} {result.destination}:{','.join(result.tags) or result.digest} "
                                f"{result.digest[:19]} {result.status}")
         report.seconds = time.monotonic() - t0
@@ -227,7 +232,7 @@ class CopyEngine:
     def _result(self, r: _Resolved, status: str) -> ImageResult:
         return ImageResult(name=r.job.name, destination=r.job.dst.description, tags=list(r.job.tags),
                            digest=str(r.root.digest), media_type=r.root.media_type, platforms=r.platforms(),
-                           status=status, blob_bytes=sum(b.size for b in r.blobs()))
+                           status=status, blob_bytes=sum(b.size for b in r.blobs()), kind=r.job.kind)
 
     def _body(self, src: Store, desc: Descriptor, count: bool, rehash: bool = True) -> Iterator[bytes]:
         with src.open_blob(desc) as chunks:

@@ -40,7 +40,7 @@ def test_flipped_byte_in_a_layer_is_rejected_before_any_push(bundle, registry, t
         byte = fh.read(1)
         fh.seek(-1, os.SEEK_CUR)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    proc = airgap("load", str(bundle), "--registry", registry.host, *registry_flags(registry),
+    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", registry.host, *registry_flags(registry),
                   "--values-out", str(tmp_path / "v.yaml"), check=False)
     assert proc.returncode == 3
     digest = name.rsplit("/", 1)[1]
@@ -55,7 +55,7 @@ def test_truncated_bundle_is_rejected_before_any_push(bundle, registry, tmp_path
     size = bundle.stat().st_size
     with open(bundle, "r+b") as fh:
         fh.truncate(size // 2)
-    proc = airgap("load", str(bundle), "--registry", registry.host, *registry_flags(registry), check=False)
+    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", registry.host, *registry_flags(registry), check=False)
     assert proc.returncode == 3
     assert "truncated" in proc.stderr and "Traceback" not in proc.stderr
     assert registry.catalog() == []
@@ -76,7 +76,7 @@ def test_missing_blob_is_named(tmp_path, registry):
         for m in src.getmembers():
             if m.name != name:
                 dst.addfile(m, src.extractfile(m))
-    proc = airgap("load", str(pruned), "--registry", registry.host, *registry_flags(registry), check=False)
+    proc = airgap("load", "--insecure-skip-verify", str(pruned), "--registry", registry.host, *registry_flags(registry), check=False)
     assert proc.returncode == 3
     assert name.rsplit("/", 1)[1] in proc.stderr and "does not contain" in proc.stderr
     assert registry.catalog() == []
@@ -85,10 +85,10 @@ def test_missing_blob_is_named(tmp_path, registry):
 def test_not_a_bundle(tmp_path, registry):
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar file at all" * 100)
-    proc = airgap("load", str(junk), "--registry", registry.host, "--insecure-registry", check=False)
+    proc = airgap("load", "--insecure-skip-verify", str(junk), "--registry", registry.host, "--insecure-registry", check=False)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert str(junk) in proc.stderr
-    missing = airgap("load", str(tmp_path / "nope.tar"), "--registry", registry.host, check=False)
+    missing = airgap("load", "--insecure-skip-verify", str(tmp_path / "nope.tar"), "--registry", registry.host, check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
@@ -105,7 +105,7 @@ def test_killed_load_resumes_without_reuploading(tmp_path, registry):
     airgap("bundle", "--images", str(images_md), "-o", str(bundle), "--no-chart", "--store", str(tmp_path / "s"))
     total_layers = {str(d) for d in BundleReader(bundle).check_complete()}
 
-    args = [sys.executable, "-m", "airgap", "-q", "load", str(bundle), "--registry", registry.host,
+    args = [sys.executable, "-m", "airgap", "-q", "load", "--insecure-skip-verify", str(bundle), "--registry", registry.host,
             "--insecure-registry", "-j", "1", "--values-out", str(tmp_path / "v.yaml")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

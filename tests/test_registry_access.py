@@ -23,13 +23,13 @@ def bundle(tmp_path):
 
 
 def test_tls_registry_with_private_ca(bundle, tls_registry, tmp_path):
-    no_ca = airgap("load", str(bundle), "--registry", tls_registry.host, check=False)
+    no_ca = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", tls_registry.host, check=False)
     assert no_ca.returncode == 4
     last = no_ca.stderr.strip().splitlines()[-1]
     assert "TLS" in last and "--ca-file" in last and tls_registry.host in last
     assert tls_registry.catalog() == []
 
-    report = load_json("load", str(bundle), "--registry", f"{tls_registry.host}/apps", "--ca-file",
+    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", f"{tls_registry.host}/apps", "--ca-file",
                        str(tls_registry.ca_file), "--values-out", str(tmp_path / "v.yaml"))
     assert len(report["images"]) == 3 and report["bytes_uploaded"] > 0
     assert "apps/opensearch" in tls_registry.catalog()
@@ -37,10 +37,10 @@ def test_tls_registry_with_private_ca(bundle, tls_registry, tmp_path):
 
 def test_basic_auth_from_docker_config_and_from_env(bundle, auth_registry, tmp_path):
     reg = auth_registry
-    anon = airgap("load", str(bundle), "--registry", reg.host, *registry_flags(reg), check=False)
+    anon = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg), check=False)
     assert anon.returncode == 4 and "denied" in anon.stderr and "no credentials" in anon.stderr
 
-    wrong = airgap("load", str(bundle), "--registry", reg.host, *registry_flags(reg),
+    wrong = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
                    env={"AIRGAP_REGISTRY_USERNAME": reg.username, "AIRGAP_REGISTRY_PASSWORD": "not-the-password"},
                    check=False)
     assert wrong.returncode == 4 and "'user'" in wrong.stderr
@@ -51,13 +51,13 @@ def test_basic_auth_from_docker_config_and_from_env(bundle, auth_registry, tmp_p
     cfg.mkdir()
     token = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
     (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
-    report = load_json("load", str(bundle), "--registry", reg.host, *registry_flags(reg),
+    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
                        "--values-out", str(tmp_path / "v.yaml"), env={"DOCKER_CONFIG": str(cfg)})
     assert report["bytes_uploaded"] > 0
     assert reg.password not in (tmp_path / "v.yaml").read_text()
 
     # password on stdin, as in CI pipelines
-    again = airgap("load", str(bundle), "--registry", reg.host, *registry_flags(reg), "--username", reg.username,
+    again = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg), "--username", reg.username,
                    "--password-stdin", "--json", "--values-out", str(tmp_path / "v2.yaml"), input=reg.password + "\n")
     assert json.loads(again.stdout)["bytes_uploaded"] == 0
     assert reg.password not in again.stderr + again.stdout
@@ -76,14 +76,14 @@ def test_credential_helper_from_docker_config(bundle, auth_registry, tmp_path):
     cfg.mkdir()
     (cfg / "config.json").write_text(json.dumps({"credHelpers": {reg.host: "testhelper"}}))
     import os
-    report = load_json("load", str(bundle), "--registry", reg.host, *registry_flags(reg),
+    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
                        "--values-out", str(tmp_path / "v.yaml"),
                        env={"DOCKER_CONFIG": str(cfg), "PATH": f"{bindir}:{os.environ['PATH']}"})
     assert report["bytes_uploaded"] > 0
 
 
 def test_unreachable_registry_is_one_line(bundle):
-    proc = airgap("load", str(bundle), "--registry", "127.0.0.1:9", "--insecure-registry", check=False)
+    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", "127.0.0.1:9", "--insecure-registry", check=False)
     assert proc.returncode == 4
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("airgap: error: cannot reach registry 127.0.0.1:9")
@@ -105,7 +105,7 @@ def test_bundle_pulls_from_a_registry_and_filters_platforms(tmp_path, registry_f
     assert [p.split("/")[:2] for p in result["images"][0]["platforms"]] == [["linux", "arm64"]]
     assert result["images"][0]["tag"] == "2.18.0"
 
-    load_json("load", str(out), "--registry", f"{private.host}/mirror", "--insecure-registry",
+    load_json("load", "--insecure-skip-verify", str(out), "--registry", f"{private.host}/mirror", "--insecure-registry",
               "--values-out", str(tmp_path / "v.yaml"))
     index = json.loads(run_skopeo("inspect", "--raw", "--tls-verify=false",
                                   f"docker://{private.host}/mirror/opensearch:2.18.0").stdout)

@@ -10,6 +10,7 @@ from airgap.errors import BundleError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "airgap-bundle.json"
+SIGNATURE_NAME = "airgap-bundle.json.sig"  # second member when signed: cosign sign-blob format
 LAYOUT_DIR = "oci"  # the OCI image layout inside the tar: oci/oci-layout, oci/index.json, oci/blobs/...
 
 
@@ -24,6 +25,11 @@ class BundleImage:
     platforms: list[str] = field(default_factory=list)
     values: str | None = None  # where the chart reads this image, e.g. "opensearch.image"
     blob_bytes: int = 0       # bytes of every blob this image references (shared ones counted)
+    identity: str = ""        # the docker-reference its signatures name (cosign payload identity)
+    # one per signed manifest (the index and each platform manifest):
+    # {"signed": image digest, "digest": signature manifest digest, "size": its size}
+    signatures: list[dict] = field(default_factory=list)
+    upstream: dict | None = None  # result of verifying the upstream's own signature at bundle time
 
     @property
     def ref_name(self) -> str:
@@ -51,6 +57,7 @@ class BundleManifest:
     blob_bytes: int
     tool: str = "airgap"
     format_version: int = FORMAT_VERSION
+    signer: str = ""          # fingerprint (sha256 of the DER public key) of the key that signed it
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
@@ -61,6 +68,7 @@ class BundleManifest:
             "tool": self.tool,
             "layout": LAYOUT_DIR,
             "blobs": {"count": self.blob_count, "bytes": self.blob_bytes},
+            "signer": self.signer,
             "images": [_camel(asdict(i)) for i in self.images],
             "files": [asdict(f) for f in self.files],
         }
@@ -80,7 +88,7 @@ class BundleManifest:
             files = [BundleFile(**f) for f in doc.get("files", [])]
             return cls(release=str(doc["release"]), created=str(doc["created"]), images=images, files=files,
                        blob_count=int(doc["blobs"]["count"]), blob_bytes=int(doc["blobs"]["bytes"]),
-                       tool=str(doc.get("tool", "")), format_version=version)
+                       tool=str(doc.get("tool", "")), format_version=version, signer=str(doc.get("signer", "")))
         except BundleError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -104,6 +112,7 @@ def _camel(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _snake(d: dict[str, Any]) -> dict[str, Any]:
-    known = {"name", "source", "tag", "digest", "media_type", "size", "platforms", "values", "blob_bytes"}
+    known = {"name", "source", "tag", "digest", "media_type", "size", "platforms", "values", "blob_bytes",
+             "identity", "signatures", "upstream"}
     out = {_TO_SNAKE.get(k, k): v for k, v in d.items()}
     return {k: v for k, v in out.items() if k in known}
