@@ -23,7 +23,7 @@ from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, Bun
 from airgap.bundle.writer import BundleWriter
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
-from airgap.errors import BundleError, InputError
+from airgap.errors import AirgapError, BundleError, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, DigestingReader, Platform, Reference
@@ -196,10 +196,16 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
     try:
         plan: list[tuple[ImageEntry, CopyJob, str]] = []
         pulls: list[CopyJob] = []
+        upstream: dict[str, dict] = {}
         for entry in images.images:
             place, ref, tag = sources.locate(entry)
             tag = entry.tag or tag
             platforms = list(options.platforms or entry.platforms or images.platforms) or None
+            if entry.verify_key:
+                # Pull exactly the digest whose signature was checked, not whatever the tag says later.
+                upstream[entry.name] = _verify_upstream(entry, place, images)
+                ref = upstream[entry.name]["digest"]
+                progress.note(f"upstream signature of {entry.source} verified with {entry.verify_key}")
             job = CopyJob(entry.name, place, ref, place, [tag], platforms)
             if isinstance(place, RegistryStore):
                 # Pull into the local store first; the packer then reads the store.
@@ -213,12 +219,43 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         resolved = [resolve(job) for _, job, _ in plan]
     finally:
         sources.close()
-    return _pack(images, options, plan, resolved, files, created, epoch, progress, t0)
+    return _pack(images, options, plan, resolved, files, created, epoch, progress, t0, upstream)
+
+
+def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
+    """The upstream's own cosign signature of what we are about to pull, checked with its key."""
+    from airgap.places.registry import RegistryStore as _RS
+    from airgap.sign.cosign import SignatureError, signature_tag, verify_signature_manifest
+    from airgap.sign.keys import load_public_key
+
+    key_path = Path(entry.verify_key or "")
+    key = load_public_key(key_path if key_path.is_absolute() else images.base_dir / key_path)
+    where = f"{images.path}:{entry.line}: image {entry.name} ({entry.source})"
+    if not isinstance(src, _RS):
+        raise InputError(f"{where}: verify: needs a registry source")
+    root = src.fetch_manifest(Reference.parse(entry.source or "").ref)
+    try:
+        sig = src.fetch_manifest(signature_tag(root.digest))
+    except AirgapError:
+        raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest}") from None
+
+    def read_blob(desc: Descriptor) -> bytes:
+        with src.open_blob(desc) as chunks:
+            return b"".join(chunks)
+
+    if not hasattr(sig, "layers"):
+        raise SignatureError(f"{where}: upstream signature {sig.digest} is not an image manifest")
+    try:
+        verified = verify_signature_manifest(sig, read_blob, key, root.digest)  # type: ignore[arg-type]
+    except SignatureError as exc:
+        raise SignatureError(f"{where}: upstream signature rejected: {exc}") from None
+    return {"key": key.fingerprint, "digest": str(root.digest), "identity": verified.docker_reference,
+            "verified": True}
 
 
 def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntry, CopyJob, str]],
           resolved: list[_Resolved], files: list[tuple[BundleFile, bytes]], created: str, epoch: int,
-          progress: Progress, t0: float) -> BundleResult:
+          progress: Progress, t0: float, upstream: dict[str, dict]) -> BundleResult:
     blobs: dict[Digest, tuple[Descriptor, Store]] = {}
     manifests: dict[Digest, bytes] = {}
     small: dict[Digest, bytes] = {}  # signature payloads and configs
@@ -248,7 +285,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
             name=entry.name, source=entry.source or f"build:{entry.build.context if entry.build else ''}",
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
-            identity=identity, signatures=signatures))
+            identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
         desc = r.root.descriptor.to_json()
         desc["annotations"] = {REF_NAME: f"{entry.name}:{tag}"}
         index_entries.append(desc)

@@ -39,6 +39,7 @@ class ImageEntry:
     tag: str | None = None             # tag at the target; default: the source tag, or `release` for builds
     values: str | None = None
     platforms: tuple[Platform, ...] = ()
+    verify_key: str | None = None      # upstream's cosign public key its signature must verify with
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def _platforms(node: yaml.Node, where: Any) -> tuple[Platform, ...]:
 def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     fields = _scalar_map(node, where, "each images: entry")
     line = _line(node, offset)
-    allowed = {"name", "source", "build", "tag", "values", "platforms"}
+    allowed = {"name", "source", "build", "tag", "values", "platforms", "verify"}
     for key in fields:
         if key not in allowed:
             raise InputError(f"{where(fields[key][1])}: unknown key {key!r} in image entry "
@@ -224,7 +225,16 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     platforms = ()
     if "platforms" in fields:
         platforms = _platforms(fields["platforms"][1], where)
-    return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms)
+    verify_key = None
+    if "verify" in fields:
+        vfields = _scalar_map(fields["verify"][1], where, "verify:")
+        verify_key = vfields.get("key", (None, None))[0]
+        if not isinstance(verify_key, str) or not verify_key or set(vfields) != {"key"}:
+            raise InputError(f"{label}: verify: takes key: PATH (the upstream's cosign public key)")
+        if source is None or source.startswith("oci:"):
+            raise InputError(f"{label}: verify: applies to images mirrored from a registry")
+    return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms,
+                      verify_key=verify_key)
 
 
 def _file(node: yaml.Node, where: Any) -> FileEntry:

@@ -152,7 +152,7 @@ class Bench:
         """Run argv to completion; wall time and the child's peak RSS (see _peak_rss)."""
         out = self.logs / f"{name}.out"
         err = self.logs / f"{name}.err"
-        env = dict(os.environ, NO_COLOR="1", TERM="dumb")
+        env = dict(os.environ, NO_COLOR="1", TERM="dumb", COSIGN_PASSWORD=BENCH_KEY_PASSWORD)
         with open(out, "wb") as fo, open(err, "wb") as fe:
             floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.perf_counter()
@@ -207,16 +207,26 @@ def write_images_file(path: Path, layout: Path, refs: list[str], release: str = 
     path.write_text("\n".join(lines))
 
 
+def ensure_key(work: Path) -> Path:
+    """The real flow is signed: bundle with a key, load verifying it (a throwaway key per run)."""
+    prefix = work.parent / "cosign" if work.name != "" else work / "cosign"
+    if not prefix.with_suffix(".key").exists():
+        subprocess.run([sys.executable, "-m", "airgap", "keygen", "--output-key-prefix", str(prefix)], check=True,
+                       env=dict(os.environ, COSIGN_PASSWORD=BENCH_KEY_PASSWORD), capture_output=True)
+    return prefix
+
+
 def bundle_args(work: Path, images_file: Path, out: Path) -> list[str]:
     # Images only (the chart is not what is measured), and a content store inside the workdir so a
     # run neither reuses nor pollutes ~/.cache/airgap.
-    return ["bundle", "--images", str(images_file), "-o", str(out), "--no-chart", "--store", str(work / "store")]
+    return ["bundle", "--images", str(images_file), "-o", str(out), "--no-chart", "--store", str(work / "store"),
+            "--key", f"{ensure_key(work)}.key"]
 
 
 def load_args(work: Path, bundle: Path, registry: str) -> list[str]:
     # --values-out: the default writes airgap-values.yaml into the current directory.
     return ["load", str(bundle), "--registry", registry, "--insecure-registry", "--json",
-            "--values-out", str(work / "airgap-values.yaml")]
+            "--key", f"{ensure_key(work)}.pub", "--values-out", str(work / "airgap-values.yaml")]
 
 
 def dir_bytes(path: Path) -> int:
@@ -254,6 +264,9 @@ class Results:
     reload: dict = field(default_factory=dict)
     big: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+
+BENCH_KEY_PASSWORD = "bench-throwaway-key"
 
 
 def rate(nbytes: int, seconds: float | None) -> float | None:

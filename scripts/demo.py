@@ -38,9 +38,14 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+# The demo's throwaway key password; a real pipeline takes COSIGN_PASSWORD from its secret store.
+DEMO_ENV = {"COSIGN_PASSWORD": "demo-only-password"}
+
+
 def run(*args: str) -> None:
+    import os
     print("$ airgap " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "airgap", *args], check=True, cwd=WORK)
+    subprocess.run([sys.executable, "-m", "airgap", *args], check=True, cwd=WORK, env={**os.environ, **DEMO_ENV})
 
 
 def main() -> None:
@@ -86,17 +91,22 @@ def main() -> None:
             print("(no offline copy of the Traefik CRDs here: bundling without them)")
             crd_args = ["--no-crds"]
 
-        step("connected side: bundle")
+        step("connected side: a signing key, then the signed bundle")
+        run("keygen", "--output-key-prefix", "cosign")
         bundle = f"haystack-rag-{spec.release}.tar"
-        run("bundle", "--images", "IMAGES.md", "-o", bundle, "--insecure-registry", "--store", str(store), *crd_args)
+        run("bundle", "--images", "IMAGES.md", "-o", bundle, "--insecure-registry", "--store", str(store),
+            "--key", "cosign.key", *crd_args)
         run("inspect", bundle)
 
+        step("isolated side: verify offline with the public key")
+        run("verify", bundle, "--key", "cosign.pub")
+
         step(f"isolated side: load into the private registry {private.host}/haystack")
-        run("load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry",
+        run("load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry", "--key", "cosign.pub",
             "--values-out", "values-airgap.yaml", "--crds-out", "crds", "--chart-out", "chart")
         step("again: an idempotent re-run uploads nothing")
         run("-q", "load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry",
-            "--values-out", "values-airgap.yaml")
+            "--key", "cosign.pub", "--values-out", "values-airgap.yaml")
 
         step(f"values file ({WORK / 'values-airgap.yaml'}):")
         print((WORK / "values-airgap.yaml").read_text())
@@ -107,7 +117,7 @@ def main() -> None:
                                   str(WORK / "values-airgap.yaml")], capture_output=True, text=True)
             images = sorted(set(re.findall(r"image: \"?([^\"\s]+)", out.stdout)))
             print("\n".join(images) if out.returncode == 0 else out.stderr)
-        print(f"\nDone. Bundle, values file, CRDs and chart are in {WORK}.")
+        print(f"\nDone. Bundle, values file, policy.json, kyverno-policy.yaml, CRDs and chart are in {WORK}.")
 
 
 if __name__ == "__main__":

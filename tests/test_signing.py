@@ -296,3 +296,42 @@ def test_we_accept_signatures_skopeo_makes_with_our_key(tmp_path, keypair, regis
     with pytest.raises(SignatureError):
         verify_signature_manifest(sig, read_blob, other, Digest.parse(digests["query"]))
     client.close()
+
+
+def test_upstream_signature_is_checked_at_bundle_time(tmp_path, keypair, registry_factory, trixie_skopeo):
+    """An IMAGES.md entry with verify: {key: upstream.pub}: bundled only if the upstream's signature holds."""
+    upstream = registry_factory()
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD)
+    regd = tmp_path / "registries.d"
+    regd.mkdir()
+    (regd / "t.yaml").write_text(f"docker:\n  {upstream.host}:\n    use-sigstore-attachments: true\n")
+    subprocess.run([trixie_skopeo, "--registries.d", str(regd), "copy", "--dest-tls-verify=false",
+                    "--preserve-digests", "--sign-by-sigstore-private-key", str(keypair[0]),
+                    "--sign-passphrase-file", str(pw), f"oci:{layout}:query",
+                    f"docker://{upstream.host}/vendor/query:1.0"], check=True, capture_output=True,
+                   env=dict(os.environ, HOME=str(tmp_path)))
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:indexing",
+                    f"docker://{upstream.host}/vendor/unsigned:1.0"], check=True, capture_output=True)
+    from helpers import write_images_md
+    md = write_images_md(tmp_path / "IMAGES.md", "1.0.0", [
+        {"name": "query", "source": f"{upstream.host}/vendor/query:1.0", "verify": f"{{key: {keypair[1]}}}"}])
+    out = tmp_path / "b.tar"
+    res = json.loads(airgap("bundle", "--images", str(md), "-o", str(out), "--no-chart", "--insecure-registry",
+                            "--store", str(tmp_path / "store"), "--json").stdout)
+    assert res["images"][0]["digest"] == digests["query"]
+    manifest = json.loads(airgap("inspect", str(out), "--json").stdout)
+    assert manifest["images"][0]["upstream"]["verified"] is True
+
+    other = tmp_path / "other"
+    airgap("keygen", "--output-key-prefix", str(other), env={"COSIGN_PASSWORD": "x"})
+    for name, key, words in (("query", f"{other}.pub", "upstream signature rejected"),
+                             ("unsigned", str(keypair[1]), "has no cosign signature")):
+        md = write_images_md(tmp_path / "IMAGES2.md", "1.0.0", [
+            {"name": name, "source": f"{upstream.host}/vendor/{name}:1.0", "verify": f"{{key: {key}}}"}])
+        proc = airgap("bundle", "--images", str(md), "-o", str(tmp_path / "c.tar"), "--no-chart",
+                      "--insecure-registry", "--store", str(tmp_path / "store2"), check=False)
+        assert proc.returncode == 3 and words in proc.stderr and f"image {name}" in proc.stderr, proc.stderr
+        assert not (tmp_path / "c.tar").exists()
