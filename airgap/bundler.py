@@ -20,6 +20,7 @@ import httpx
 
 from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage,
                                   BundleManifest)
+from airgap.bundle.reader import PART_NAME
 from airgap.bundle.writer import BundleWriter
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
@@ -36,6 +37,7 @@ from airgap.registry.client import RegistryClient, RegistryOptions
 from airgap.sign.blob import sign_blob
 from airgap.sign.cosign import SignatureArtifact, sign_image
 from airgap.sign.keys import PrivateKey
+from airgap.delta import Base
 
 
 def default_store() -> Path:
@@ -56,6 +58,8 @@ class BundleOptions:
     concurrency: int = 8
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
     key: "PrivateKey | None" = None  # signs every image (cosign format) and the bundle manifest
+    base: "Base | None" = None       # make a delta: leave out the blobs the base references
+    split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
 
 
 @dataclass
@@ -64,9 +68,10 @@ class BundleResult:
     manifest: BundleManifest
     size: int
     seconds: float
+    paths: list[Path] = field(default_factory=list)  # every file written (the parts of a split bundle)
 
     def to_json(self) -> dict:
-        return {"bundle": str(self.path), "size": self.size, "seconds": round(self.seconds, 3),
+        return {"bundle": str(self.path), "files_written": [str(p) for p in self.paths], "size": self.size, "seconds": round(self.seconds, 3),
                 "release": self.manifest.release, "blobs": self.manifest.blob_count,
                 "blob_bytes": self.manifest.blob_bytes,
                 "images": [{"name": i.name, "tag": i.tag, "digest": i.digest, "source": i.source,
@@ -292,37 +297,111 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
     for d in list(small):
         if d in blobs or d in manifests:
             small.pop(d)
+    referenced = sorted({str(d) for d in [*blobs, *manifests, *small]})
+    if options.base is not None:
+        # Manifests and signatures always travel: they are small and the load needs them to push tags.
+        left_out = [d for d in blobs if str(d) in options.base.blobs]
+        for d in left_out:
+            blobs.pop(d)
+        progress.note(f"delta against {options.base.kind} {options.base.source} (release {options.base.release}): "
+                      f"{len(left_out)} blobs left out, {len(blobs)} shipped")
     for d in list(blobs):
         manifests.pop(d, None)  # a manifest that is also someone's blob is stored once
     blob_bytes = sum(b.size for b, _ in blobs.values())
-    manifest = BundleManifest(release=images.release, created=created, images=bundle_images,
-                              files=[f for f, _ in files], blob_count=len(blobs) + len(manifests) + len(small),
-                              blob_bytes=blob_bytes + sum(len(m) for m in manifests.values())
-                              + sum(len(b) for b in small.values()),
-                              signer=options.key.public.fingerprint if options.key else "")
-    manifest_bytes = manifest.to_json()
+    def make_manifest(parts: list[dict]) -> tuple[BundleManifest, bytes]:
+        m = BundleManifest(release=images.release, created=created, images=bundle_images,
+                           files=[f for f, _ in files], blob_count=len(blobs) + len(manifests) + len(small),
+                           blob_bytes=blob_bytes + sum(len(m) for m in manifests.values())
+                           + sum(len(b) for b in small.values()),
+                           signer=options.key.public.fingerprint if options.key else "",
+                           referenced=referenced, base=options.base.to_json() if options.base else None,
+                           parts=parts)
+        return m, m.to_json()
+
     layout_index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                "manifests": index_entries}, indent=2).encode()
+    small_members = [(f"{LAYOUT_DIR}/blobs/{d.algorithm}/{d.hex}", data)
+                     for d, data in list(manifests.items()) + list(small.items())]
+    blob_members = [(f"{LAYOUT_DIR}/blobs/{d.algorithm}/{d.hex}", desc, src) for d, (desc, src) in blobs.items()]
+
+    def write_blob(w: BundleWriter, name: str, desc: Descriptor, src: Store) -> None:
+        with src.open_blob(desc) as chunks:
+            body = DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}")
+            w.add_stream(name, desc.size, _counted(body, progress))
 
     progress.phase("packing", blob_bytes)
-    with BundleWriter(options.output, epoch, options.compress) as w:
+    parts: list[dict] = []
+    outputs = [options.output]
+    try:
+        if options.split:
+            if options.compress:
+                raise InputError("--split and --compress cannot be combined (parts are plain tars, read in place)")
+            groups = _plan_parts(blob_members, options.split)
+            total = len(groups) + 1
+            outputs = [_part_path(options.output, 1, total)]
+            for i, group in enumerate(groups, start=2):
+                path = _part_path(options.output, i, total)
+                with BundleWriter(path, epoch) as w:
+                    w.add_bytes(PART_NAME, json.dumps({"index": i, "parts": total, "release": images.release,
+                                                       "created": created}).encode())
+                    for name, desc, src in group:
+                        write_blob(w, name, desc, src)
+                parts.append({"name": path.name, "index": i, "sha256": w.sha256.hexdigest(), "size": w.written})
+                outputs.append(path)
+            blob_members = []
+        manifest, manifest_bytes = make_manifest(parts)
+        _write_main(outputs[0], epoch, options, manifest_bytes, layout_index, small_members, blob_members, files,
+                    write_blob)
+    except BaseException:
+        for p in outputs[1:]:  # a failed split leaves no orphan parts behind
+            p.unlink(missing_ok=True)
+        raise
+    size = sum(p.stat().st_size for p in outputs)
+    progress.note(f"wrote {', '.join(map(str, outputs))} ({size} bytes, {manifest.blob_count} blobs)")
+    return BundleResult(outputs[0], manifest, size, time.monotonic() - t0, outputs)
+
+
+def _write_main(path, epoch, options, manifest_bytes, layout_index, small_members, blob_members, files, write_blob):
+    with BundleWriter(path, epoch, options.compress) as w:
         w.add_bytes(MANIFEST_NAME, manifest_bytes)
         if options.key is not None:
             w.add_bytes(SIGNATURE_NAME, sign_blob(options.key, manifest_bytes) + b"\n")
         w.add_bytes(f"{LAYOUT_DIR}/oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         w.add_bytes(f"{LAYOUT_DIR}/index.json", layout_index)
-        for digest, data in list(manifests.items()) + list(small.items()):
-            w.add_bytes(f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}", data)
-        for digest, (desc, src) in blobs.items():
-            with src.open_blob(desc) as chunks:
-                body = DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}")
-                w.add_stream(f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}", desc.size,
-                             _counted(body, progress))
+        for name, data in small_members:
+            w.add_bytes(name, data)
+        for name, desc, src in blob_members:
+            write_blob(w, name, desc, src)
         for f, data in files:
             w.add_bytes(f.path, data)
-    size = options.output.stat().st_size
-    progress.note(f"wrote {options.output} ({size} bytes, {manifest.blob_count} blobs)")
-    return BundleResult(options.output, manifest, size, time.monotonic() - t0)
+
+
+def _part_path(output: Path, index: int, total: int) -> Path:
+    stem = output.name[:-4] if output.name.endswith(".tar") else output.name
+    return output.with_name(f"{stem}.part{index:02d}-of-{total:02d}.tar")
+
+
+def _plan_parts(members: list[tuple[str, Descriptor, Store]], limit: int) -> list[list[tuple[str, Descriptor, Store]]]:
+    """Greedy packing in order, cut at blob boundaries; each part stays within ``limit`` bytes."""
+    from airgap.bundle.writer import RECORD
+
+    overhead = BundleWriter.member_cost(PART_NAME, 200) + 2 * RECORD
+    groups: list[list[tuple[str, Descriptor, Store]]] = []
+    current: list[tuple[str, Descriptor, Store]] = []
+    used = overhead
+    for name, desc, src in members:
+        cost = BundleWriter.member_cost(name, desc.size)
+        if cost + overhead > limit:
+            raise InputError(f"blob {desc.digest} is {desc.size} bytes: larger than a --split part "
+                             f"({limit} bytes); choose a larger part size")
+        if current and used + cost > limit:
+            groups.append(current)
+            current, used = [], overhead
+        current.append((name, desc, src))
+        used += cost
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _counted(chunks, progress: Progress):

@@ -77,11 +77,17 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
               help="Local content store (OCI layout) for pulled images. Default: ~/.cache/airgap/store.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="cosign private key: sign every image and the bundle (password: COSIGN_PASSWORD or a prompt).")
+@click.option("--base", "base_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Make a delta: a previous bundle, its manifest (inspect --manifest-out) or an inventory.")
+@click.option("--base-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Public key the base (manifest or inventory) must be signed with.")
+@click.option("--split", "split", metavar="SIZE", help="Write parts of at most SIZE (e.g. 4G, 700M), cut at blob "
+              "boundaries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, key_path, as_json,
-           **reg) -> None:
+def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, key_path, base_path,
+           base_key, split, as_json, **reg) -> None:
     """Collect the images IMAGES.md lists, the Helm chart and the CRDs into one offline bundle."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
@@ -92,7 +98,12 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
     if key_path:
         from airgap.sign.keys import load_private_key, password_from_env_or_prompt
         key = load_private_key(key_path, password_from_env_or_prompt())
-    opts = BundleOptions(key=key, output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
+    base = None
+    if base_path:
+        from airgap.delta import load_base
+        from airgap.sign.keys import load_public_key
+        base = load_base(base_path, load_public_key(base_key) if base_key else None)
+    opts = BundleOptions(key=key, base=base, split=parse_size(split) if split else None, output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
@@ -108,11 +119,25 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
                    f"{human_bytes(result.size)} in {result.seconds:.1f} s")
 
 
+def parse_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        value = int(float(num) * units[unit])
+    except ValueError:
+        raise InputError(f"--split {text!r}: give a size like 4G, 700M or 2000000000") from None
+    if value < 1 << 20:
+        raise InputError(f"--split {text!r}: parts must be at least 1M")
+    return value
+
+
 _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", "password_stdin")
 
 
 @cli.command()
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle_paths", metavar="BUNDLE [PART]...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]",
               help="Private registry and optional path prefix the images land under.")
 @click.option("--values-out", default="airgap-values.yaml", show_default=True,
@@ -133,7 +158,7 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 @click.pass_obj
-def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
+def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
          insecure_skip_verify, allow_downgrade, policy_dir, as_json, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.loader import LoadOptions, load_bundle
@@ -154,7 +179,7 @@ def load(obj, bundle_path, registry, values_out, crds_out, chart_out, dry_run, s
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir)
     progress = make_progress(obj["quiet"])
     try:
-        result = load_bundle(bundle_path, opts, progress)
+        result = load_bundle(list(bundle_paths), opts, progress)
     finally:
         progress.close()
     r = result.report
@@ -184,14 +209,15 @@ def keygen(output_key_prefix: str) -> None:
 
 
 @cli.command()
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("bundle_paths", metavar="BUNDLE [PART]...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="cosign public key the bundle must be signed with.")
 @click.option("--scratch-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where a zstd-compressed bundle is decompressed first (default: next to it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.pass_obj
-def verify(obj, bundle_path: Path, key_path: Path, scratch_dir: Path | None, as_json: bool) -> None:
+def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Path | None, as_json: bool) -> None:
     """Check a bundle offline: its signature, every image signature, every blob and file digest."""
     from airgap.bundle.reader import open_bundle
     from airgap.sign.keys import load_public_key
@@ -200,7 +226,7 @@ def verify(obj, bundle_path: Path, key_path: Path, scratch_dir: Path | None, as_
     key = load_public_key(key_path)
     progress = make_progress(obj["quiet"])
     try:
-        with open_bundle(bundle_path, scratch_dir, progress) as reader:
+        with open_bundle(list(bundle_paths), scratch_dir, progress) as reader:
             report = verify_signatures(reader, key)
             verify_content(reader, report, progress)
     finally:
@@ -208,7 +234,7 @@ def verify(obj, bundle_path: Path, key_path: Path, scratch_dir: Path | None, as_
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
-    click.echo(f"{bundle_path}: OK. Release {report.release}, signed by {report.signer}")
+    click.echo(f"{report.bundle}: OK. Release {report.release}, signed by {report.signer}")
     for i in report.images:
         click.echo(f"  {i.name}:{i.tag} {i.digest[:19]} signed as {i.identity} ({i.signatures_verified} signatures)")
     click.echo(f"  {report.blobs_checked} blobs ({human_bytes(report.bytes_checked)}) and {report.files_checked} files "
@@ -218,11 +244,22 @@ def verify(obj, bundle_path: Path, key_path: Path, scratch_dir: Path | None, as_
 @cli.command()
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the bundle manifest as JSON.")
-def inspect(bundle_path: Path, as_json: bool) -> None:
+@click.option("--manifest-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the bundle manifest (and its .sig) to this file: a base for a later delta.")
+def inspect(bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None:
     """Show what a bundle holds (reads only its manifest, the first member)."""
     from airgap.bundle.reader import read_manifest
 
     data, m = read_manifest(bundle_path)
+    if manifest_out:
+        from airgap.bundle.format import SIGNATURE_NAME
+        from airgap.bundle.reader import open_bundle
+        from airgap.fsutil import atomic_write
+        atomic_write(manifest_out, data)
+        with open_bundle(bundle_path) as reader:
+            if SIGNATURE_NAME in reader.members:
+                atomic_write(manifest_out.with_name(manifest_out.name + ".sig"), reader.read_member(SIGNATURE_NAME))
+        click.echo(f"wrote {manifest_out}", err=True)
     if as_json:
         click.echo(data.decode().rstrip())
         return
@@ -242,6 +279,75 @@ def inspect(bundle_path: Path, as_json: bool) -> None:
         for f in m.files:
             files.add_row(f.path, f.kind, f.sha256[:16], human_bytes(f.size))
         console.print(files)
+
+
+@cli.command()
+@click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--repository", "repos", multiple=True,
+              help="Repository under the prefix to list (repeatable; default: the registry's catalog).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="cosign private key to sign the inventory with (writes OUTPUT.sig).")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@_registry_options
+@click.pass_obj
+def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
+    """List what a registry holds (repositories, tags, blobs): the base for a delta bundle."""
+    from airgap.inventory import take_inventory, write_inventory
+    from airgap.registry.client import RegistryClient
+
+    key = None
+    if key_path:
+        from airgap.sign.keys import load_private_key, password_from_env_or_prompt
+        key = load_private_key(key_path, password_from_env_or_prompt())
+    target = Target.parse(registry)
+    client = RegistryClient(target.host, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}))
+    progress = make_progress(obj["quiet"])
+    try:
+        inv = take_inventory(client, target, list(repos) or None, progress)
+    finally:
+        client.close()
+        progress.close()
+    written = write_inventory(inv, output, key)
+    summary = {"registry": inv.registry, "repositories": len(inv.repositories), "blobs": len(inv.blobs),
+               "files_written": [str(p) for p in written]}
+    click.echo(json.dumps(summary, indent=2) if as_json else
+               f"{output}: {len(inv.repositories)} repositories, {len(inv.blobs)} blobs and manifests")
+
+
+@cli.command()
+@click.option("--images", "images_path", default="IMAGES.md", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The image set to mirror.")
+@click.option("--from", "source", required=True, metavar="HOST[:PORT][/PREFIX]")
+@click.option("--to", "dest", required=True, metavar="HOST[:PORT][/PREFIX]")
+@click.option("--from-insecure", is_flag=True, help="Plain HTTP to the source registry.")
+@click.option("--to-insecure", is_flag=True, help="Plain HTTP to the destination registry.")
+@click.option("--from-ca-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to-ca-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--concurrency", "-j", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--dry-run", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_file, to_ca_file, concurrency,
+         dry_run, as_json) -> None:
+    """Mirror the image set (and signatures) from one registry to another (credentials: docker config)."""
+    from airgap import imagesfile
+    from airgap.sync import sync as do_sync
+
+    images = imagesfile.load(images_path)
+    progress = make_progress(obj["quiet"])
+    try:
+        report = do_sync(images, Target.parse(source), Target.parse(dest),
+                         source_options=RegistryOptions(insecure=from_insecure, ca_file=from_ca_file),
+                         dest_options=RegistryOptions(insecure=to_insecure, ca_file=to_ca_file),
+                         concurrency=concurrency, progress=progress, dry_run=dry_run)
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"{len([i for i in report.images if i.kind == 'image'])} images: copied {report.blobs_uploaded} "
+                   f"blobs ({human_bytes(report.bytes_uploaded)}) in {report.seconds:.1f} s")
 
 
 def main() -> None:

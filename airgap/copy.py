@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from airgap.errors import AirgapError, DigestMismatch, InputError
+from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import Store
@@ -131,6 +131,16 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
                              f"{n} bytes where {desc.size} were expected (changed since it was verified)")
 
 
+class MissingBlobs(BundleError):
+    """Blobs the source does not hold and the destination lacks (a delta loaded without its base)."""
+
+    def __init__(self, blobs: list[Descriptor], hint: str = ""):
+        self.blobs = blobs
+        names = ", ".join(str(b.digest) for b in blobs[:5]) + (f" and {len(blobs) - 5} more" if len(blobs) > 5 else "")
+        super().__init__(f"{len(blobs)} blobs are neither in the bundle nor in the target: {names}"
+                         + (f"; {hint}" if hint else "") + ". Nothing was pushed")
+
+
 class CopyEngine:
     def __init__(self, *, concurrency: int = 8, progress: Progress | None = None, verify_first: bool = False,
                  dry_run: bool = False, retries: int = 3):
@@ -188,6 +198,8 @@ class CopyEngine:
                 uploads.append((dst, b))
 
         if self.verify_first and uploads:
+            uploads, mounts = self._sources_complete(uploads, mounts, sources, todo)
+        if self.verify_first and uploads:
             unique = {b.digest: b for _, b in uploads}
             self.progress.phase("verifying", sum(b.size for b in unique.values()))
             self._map(lambda b: self._verify_blob(sources[b.digest], b), list(unique.values()))
@@ -224,6 +236,32 @@ class CopyEngine:
         return report
 
     # -- steps ----------------------------------------------------------------------------------
+    def _sources_complete(self, uploads, mounts, sources, todo):
+        """A delta bundle lacks the blobs its base shipped: each must already be in the destination
+        place, where it can be mounted from another repository; anything else is missing, and the
+        copy stops before writing anything."""
+        absent = [(dst, b) for dst, b in uploads if not sources[b.digest].blob_exists(b)]
+        if not absent:
+            return uploads, mounts
+        places: dict[str, list[Store]] = {}
+        for r in todo:
+            group = places.setdefault(r.job.dst.place_key, [])
+            if all(s.description != r.job.dst.description for s in group):
+                group.append(r.job.dst)
+        found: dict[tuple[str, Digest], Store] = {}
+        still: list[Descriptor] = []
+        for dst, b in absent:
+            holder = next((s for s in places.get(dst.place_key, []) if s is not dst and s.blob_exists(b)), None)
+            if holder is None:
+                still.append(b)
+            else:
+                found[(dst.description, b.digest)] = holder
+        if still:
+            raise MissingBlobs(still)
+        keep = [(d, b) for d, b in uploads if (d.description, b.digest) not in found]
+        moved = [(d, b, found[(d.description, b.digest)]) for d, b in uploads if (d.description, b.digest) in found]
+        return keep, moved + mounts
+
     def _already_there(self, r: _Resolved) -> bool:
         if r.job.tags:
             return all(r.job.dst.resolve_tag(t) == r.root.digest for t in r.job.tags)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from airgap.bundle.format import SIGNATURE_NAME
 from airgap.bundle.reader import BundleReader, open_bundle
-from airgap.copy import CopyEngine, CopyJob, CopyReport
+from airgap.copy import CopyEngine, CopyJob, CopyReport, MissingBlobs
 from airgap.emit.policy import write_policies
 from airgap.emit.values import render_values
 from airgap.errors import InputError
@@ -59,13 +59,13 @@ class LoadResult:
         return out
 
 
-def load_bundle(bundle: Path, options: LoadOptions, progress: Progress | None = None) -> LoadResult:
+def load_bundle(bundle: Path | list[Path], options: LoadOptions, progress: Progress | None = None) -> LoadResult:
     progress = progress or Progress()
     if options.key is None and not options.insecure_skip_verify:
         raise InputError("airgap load needs --key cosign.pub to verify the bundle's signatures "
                          "(or --insecure-skip-verify to load an unverified bundle)")
     with open_bundle(bundle, options.scratch, progress) as reader:
-        return _load(reader, bundle, options, progress)
+        return _load(reader, Path(reader.display), options, progress)
 
 
 def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Progress) -> LoadResult:
@@ -99,7 +99,13 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                     kind="signature"))
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
-        report = engine.copy(jobs)
+        try:
+            report = engine.copy(jobs)
+        except MissingBlobs as exc:
+            base = m.base or {}
+            raise MissingBlobs(exc.blobs, f"{bundle.name} is a delta against {base.get('kind', 'bundle')} "
+                                          f"{base.get('source', '?')} (release {base.get('release', '?')}, "
+                                          f"manifest {str(base.get('digest', '?'))[:19]}): load that first") from None
         if not options.dry_run and options.key is not None:
             # Only a verified, signed bundle is recorded: the record is trusted for its signature.
             signature = reader.read_member(SIGNATURE_NAME, 4096)

@@ -58,6 +58,13 @@ class BundleManifest:
     tool: str = "airgap"
     format_version: int = FORMAT_VERSION
     signer: str = ""          # fingerprint (sha256 of the DER public key) of the key that signed it
+    # Every blob and manifest digest the images reference, shipped or not: what a target holds after
+    # loading this bundle, so a later bundle can be a delta against it.
+    referenced: list[str] = field(default_factory=list)
+    # A delta: {"kind": "bundle"|"inventory", "digest": sha256 of the base's manifest, "release": ...}
+    base: dict | None = None
+    # A split bundle: the blob parts, [{"name", "index", "sha256", "size"}]; part 1 holds this manifest
+    parts: list[dict] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
@@ -71,6 +78,9 @@ class BundleManifest:
             "signer": self.signer,
             "images": [_camel(asdict(i)) for i in self.images],
             "files": [asdict(f) for f in self.files],
+            "base": self.base,
+            "parts": self.parts,
+            "referenced": self.referenced,
         }
         return json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
 
@@ -88,7 +98,9 @@ class BundleManifest:
             files = [BundleFile(**f) for f in doc.get("files", [])]
             return cls(release=str(doc["release"]), created=str(doc["created"]), images=images, files=files,
                        blob_count=int(doc["blobs"]["count"]), blob_bytes=int(doc["blobs"]["bytes"]),
-                       tool=str(doc.get("tool", "")), format_version=version, signer=str(doc.get("signer", "")))
+                       tool=str(doc.get("tool", "")), format_version=version, signer=str(doc.get("signer", "")),
+                       referenced=list(doc.get("referenced") or []), base=doc.get("base"),
+                       parts=list(doc.get("parts") or []))
         except BundleError:
             raise
         except (ValueError, KeyError, TypeError) as exc:

@@ -8,6 +8,7 @@ engine's verify-first pass check content digests.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tarfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ MAX_BUNDLE_MANIFEST = 64 << 20
 class Member:
     offset: int
     size: int
+    path: Path  # the file (part) that holds it
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -40,12 +42,17 @@ def is_zstd(path: Path) -> bool:
 
 
 @contextmanager
-def open_bundle(path: Path, scratch: Path | None = None, progress=None) -> Iterator["BundleReader"]:
+def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=None) -> Iterator["BundleReader"]:
     """A reader for a plain or zstd-compressed bundle.
 
     A zstd stream cannot be read at random offsets, so a compressed bundle is first decompressed into
     a scratch file (next to the bundle unless ``scratch`` says where) that is removed afterwards.
     """
+    if isinstance(path, list) and len(path) == 1:
+        path = path[0]
+    if isinstance(path, list):
+        yield BundleReader([Path(p) for p in path])  # split bundles are plain tars
+        return
     path = Path(path)
     if not path.is_file():
         raise InputError(f"bundle {path} does not exist")
@@ -71,51 +78,111 @@ def open_bundle(path: Path, scratch: Path | None = None, progress=None) -> Itera
         Path(tmp).unlink(missing_ok=True)
 
 
-class BundleReader:
-    def __init__(self, path: Path, display: Path | None = None):
-        self.path = Path(path)
-        self.display = display or self.path  # what messages call it: the compressed file, when there is one
-        if not self.path.is_file():
-            raise InputError(f"bundle {self.path} does not exist")
-        if is_zstd(self.path):
-            raise BundleError(f"{self.path} is zstd-compressed; open it with open_bundle()")
-        self.members: dict[str, Member] = {}
-        self.manifest = self._scan()
+PART_NAME = "airgap-part.json"  # first member of every part but the first of a split bundle
 
-    # -- structure ------------------------------------------------------------------------------
-    def _scan(self) -> BundleManifest:
-        size = self.path.stat().st_size
+
+def _scan_tar(path: Path, where: str) -> tuple[list[tuple[str, Member]], bytes]:
+    """Every regular member of a tar as a byte range, and the bytes of its first member."""
+    size = path.stat().st_size
+    out: list[tuple[str, Member]] = []
+    first_bytes = b""
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for info in tf:
+                if not out and info.isfile() and info.size <= MAX_BUNDLE_MANIFEST:
+                    fh = tf.extractfile(info)
+                    assert fh is not None
+                    first_bytes = fh.read()
+                if info.isfile():
+                    if info.offset_data + info.size > size:
+                        raise BundleError(f"{where}: truncated: member {info.name} ends at byte "
+                                          f"{info.offset_data + info.size}, the file has {size}")
+                    out.append((info.name, Member(info.offset_data, info.size, path)))
+    except tarfile.TarError as exc:
+        raise BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated") from None
+    except EOFError:
+        raise BundleError(f"{where}: truncated (unexpected end of file)") from None
+    if not out:
+        raise BundleError(f"{where}: empty file, not an airgap bundle")
+    return out, first_bytes
+
+
+class BundleReader:
+    """One bundle file, or the parts of a split bundle given in any order."""
+
+    def __init__(self, path: Path | list[Path], display: Path | None = None):
+        paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
+        for p in paths:
+            if not p.is_file():
+                raise InputError(f"bundle {p} does not exist")
+            if is_zstd(p):
+                raise BundleError(f"{p} is zstd-compressed; open it with open_bundle()")
+        self.members: dict[str, Member] = {}
+        main, parts = None, {}
+        scanned = {}
+        for p in paths:
+            where = str(display if display and len(paths) == 1 else p)
+            members, first = _scan_tar(p, where)
+            scanned[p] = members
+            if members[0][0] == MANIFEST_NAME:
+                if main is not None:
+                    raise BundleError(f"{main} and {p} are both the first part of a bundle")
+                main, manifest_bytes = p, first
+            elif members[0][0] == PART_NAME:
+                try:
+                    parts[int(json.loads(first)["index"])] = p
+                except (ValueError, KeyError, TypeError):
+                    raise BundleError(f"{p}: malformed part header") from None
+            else:
+                raise BundleError(f"{where}: not an airgap bundle (first member is {members[0][0]!r}, "
+                                  f"expected {MANIFEST_NAME})")
+        if main is None:
+            raise BundleError(f"none of {', '.join(map(str, paths))} is the first part of a bundle "
+                              f"(the one holding {MANIFEST_NAME})")
+        self.path = main
+        self.paths = paths
+        self.display = display or main
         where = str(self.display)
-        try:
-            with tarfile.open(self.path, mode="r:") as tf:
-                first = True
-                manifest_bytes = b""
-                for info in tf:
-                    if first:
-                        if info.name != MANIFEST_NAME or not info.isfile():
-                            raise BundleError(f"{where}: not an airgap bundle (first member is {info.name!r}, "
-                                              f"expected {MANIFEST_NAME})")
-                        if info.size > MAX_BUNDLE_MANIFEST:
-                            raise BundleError(f"{where}: bundle manifest is implausibly large ({info.size} bytes)")
-                        fh = tf.extractfile(info)
-                        assert fh is not None
-                        manifest_bytes = fh.read()
-                        first = False
-                    if info.isfile():
-                        if info.offset_data + info.size > size:
-                            raise BundleError(f"{where}: truncated: member {info.name} ends at byte "
-                                              f"{info.offset_data + info.size}, the file has {size}")
-                        self.members[info.name] = Member(info.offset_data, info.size)
-        except tarfile.TarError as exc:
-            raise BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated") from None
-        except EOFError:
-            raise BundleError(f"{where}: truncated (unexpected end of file)") from None
-        if first:
-            raise BundleError(f"{where}: empty file, not an airgap bundle")
-        if len(manifest_bytes) != self.members[MANIFEST_NAME].size:
+        if len(manifest_bytes) != scanned[main][0][1].size:
             raise BundleError(f"{where}: truncated bundle manifest")
         self.manifest_bytes = manifest_bytes
-        return BundleManifest.from_json(manifest_bytes, where)
+        self.manifest = BundleManifest.from_json(manifest_bytes, where)
+        self._check_parts(parts)
+        for p in [main, *parts.values()]:
+            for name, member in scanned[p]:
+                if name != PART_NAME:
+                    self.members[name] = member
+
+    def _check_parts(self, parts: dict[int, Path]) -> None:
+        """Every part the manifest lists is here, complete, with its checksum (named precisely if not)."""
+        listed = {int(p["index"]): p for p in self.manifest.parts}
+        extra = set(parts) - set(listed)
+        if extra:
+            raise BundleError(f"{', '.join(str(parts[i]) for i in sorted(extra))}: not a part of {self.display}")
+        total = len(listed) + 1
+        missing = [f"part {i} of {total} ({p['name']})" for i, p in sorted(listed.items()) if i not in parts]
+        if missing:
+            raise BundleError(f"{self.display}: missing {', '.join(missing)}; give every part to the command")
+
+        def check(item: tuple[int, dict]) -> str | None:
+            i, entry = item
+            path = parts[i]
+            if path.stat().st_size != entry["size"]:
+                return f"part {i} of {total} ({path}) is {path.stat().st_size} bytes, expected {entry['size']}"
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(CHUNK), b""):
+                    h.update(chunk)
+            if h.hexdigest() != entry["sha256"]:
+                return f"part {i} of {total} ({path}) is damaged: its sha256 does not match the bundle manifest"
+            return None
+
+        if listed:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(2) as pool:
+                problems = [p for p in pool.map(check, sorted(listed.items())) if p]
+            if problems:
+                raise BundleError("; ".join(problems))
 
     def blob_member(self, digest: Digest) -> str:
         return f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}"
@@ -130,7 +197,7 @@ class BundleReader:
             raise BundleError(f"{self.display}: member {name} is missing")
         if m.size > limit:
             raise BundleError(f"{self.display}: member {name} is implausibly large ({m.size} bytes)")
-        with open(self.path, "rb") as fh:
+        with open(m.path, "rb") as fh:
             fh.seek(m.offset)
             return fh.read(m.size)
 
@@ -138,7 +205,7 @@ class BundleReader:
         m = self.members.get(name)
         if m is None:
             raise BundleError(f"{self.display}: member {name} is missing")
-        with open(self.path, "rb") as fh:
+        with open(m.path, "rb") as fh:
             fh.seek(m.offset)
             left = m.size
             while left:
@@ -170,6 +237,8 @@ class BundleReader:
                     continue
                 for blob in m.blobs():
                     member = self.members.get(self.blob_member(blob.digest))
+                    if member is None and self.manifest.base:
+                        continue  # a delta: the target must hold it already (checked before pushing)
                     if member is None:
                         raise BundleError(f"{self.display}: image {image.name}:{image.tag} needs blob "
                                           f"{blob.digest} which the bundle does not contain")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ class BundleWriter:
         self.names: set[str] = set()
         self._fh = None
         self.written = 0
+        self.sha256 = hashlib.sha256()  # of the file's bytes (uncompressed bundles: split parts' checksums)
 
     def __enter__(self) -> "BundleWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,16 @@ class BundleWriter:
     def _write(self, data: bytes) -> None:
         assert self._fh is not None
         self._fh.write(data)
+        if self.compress is None:
+            self.sha256.update(data)
         self.written += len(data)
+
+    @staticmethod
+    def member_cost(name: str, size: int) -> int:
+        """Bytes a member takes in the archive: header(s), data, padding (for planning split parts)."""
+        info = tarfile.TarInfo(name)
+        info.size = size
+        return len(info.tobuf(format=tarfile.PAX_FORMAT)) + size + (-size) % BLOCK
 
     def _header(self, name: str, size: int, mode: int = 0o644) -> None:
         if name in self.names:

@@ -1,0 +1,73 @@
+"""What a target already holds, for delta bundles: a previous bundle, its manifest, or an inventory.
+
+A delta bundle ships every manifest and signature of the new release but only the blobs the base
+does not reference. The base is named by the sha256 of its manifest (or inventory) bytes, so a chain
+of deltas can be followed back and a load can say which bundle must go first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from airgap.bundle.format import SIGNATURE_NAME, BundleManifest
+from airgap.errors import InputError
+from airgap.model import sha256_digest
+from airgap.sign.blob import verify_blob
+from airgap.sign.keys import PublicKey
+
+
+@dataclass(frozen=True)
+class Base:
+    kind: str                 # "bundle" or "inventory"
+    digest: str               # sha256 of the base's manifest or inventory bytes
+    release: str
+    blobs: frozenset[str]     # every digest the target holds once the base is loaded
+    source: str
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "digest": self.digest, "release": self.release, "source": Path(self.source).name}
+
+
+def _read_base_bytes(path: Path) -> tuple[bytes, bytes | None]:
+    """(document bytes, detached signature) from a bundle file or a JSON document (+ DOC.sig)."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.lstrip()[:1] == b"{":
+        data = path.read_bytes()
+        sig_path = path.with_name(path.name + ".sig")
+        return data, sig_path.read_bytes() if sig_path.is_file() else None
+    from airgap.bundle.reader import open_bundle, read_manifest
+
+    data, _ = read_manifest(path)
+    sig = None
+    with open_bundle(path) as reader:
+        if SIGNATURE_NAME in reader.members:
+            sig = reader.read_member(SIGNATURE_NAME, 4096)
+    return data, sig
+
+
+def load_base(path: Path, key: PublicKey | None = None) -> Base:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"base {path} does not exist (give a previous bundle, its manifest, or an inventory)")
+    data, sig = _read_base_bytes(path)
+    if key is not None:
+        if sig is None:
+            raise InputError(f"base {path} is not signed, but --base-key was given")
+        verify_blob(key, data, sig, f"base {path}")
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise InputError(f"base {path}: not JSON") from None
+    digest = str(sha256_digest(data))
+    if doc.get("kind") == "AirgapBundle":
+        m = BundleManifest.from_json(data, str(path))
+        if not m.referenced:
+            raise InputError(f"base {path} was written by an airgap that did not record its blobs; "
+                             "use an inventory of the target instead (airgap inventory)")
+        return Base("bundle", digest, m.release, frozenset(m.referenced), str(path))
+    if doc.get("kind") == "AirgapInventory":
+        return Base("inventory", digest, str(doc.get("registry", "")), frozenset(doc.get("blobs") or []), str(path))
+    raise InputError(f"base {path} is neither an airgap bundle manifest nor an inventory")
