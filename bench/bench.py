@@ -45,6 +45,7 @@ from registry_server import (  # noqa: E402
 )
 
 GB = 10**9
+MB = 1 << 20
 MiB = 2**20
 
 
@@ -263,6 +264,7 @@ class Results:
     compare: dict = field(default_factory=dict)
     reload: dict = field(default_factory=dict)
     big: dict = field(default_factory=dict)
+    delta: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -427,9 +429,77 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
             res.reload["report"] = run.stdout_json()
         res.compare["blobs_unchanged_after_reload"] = a.committed_blobs() == committed_a
 
+    # -- patch release: a delta bundle ---------------------------------------------------------
+    _delta(bench, res, a)
+
     # -- one big layer -----------------------------------------------------------------------
     if args.big_layer_gb > 0:
         _big_layer(args, bench, res, a, b, layout)
+
+
+def _reachable_blobs(layout: Path, ref: str) -> set[str]:
+    """Digests of every manifest, config and layer an image in a layout reaches."""
+    index = json.loads((layout / "index.json").read_text())
+    root = next(m["digest"] for m in index["manifests"]
+                if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref)
+    out, todo = set(), [root]
+    while todo:
+        d = todo.pop()
+        out.add(d)
+        doc = json.loads((layout / "blobs" / "sha256" / d.split(":")[1]).read_bytes())
+        todo += [m["digest"] for m in doc.get("manifests", [])]
+        out.update(x["digest"] for x in doc.get("layers", []) + ([doc["config"]] if "config" in doc else []))
+    return out
+
+
+def _delta(bench: Bench, res: Results, a) -> None:
+    """Release 2 gives one image one new layer: how big is the delta, and how long does it load?"""
+    work = bench.workdir / "delta"
+    work.mkdir(exist_ok=True)
+    layout = work / "layout"
+    shared = LayerSpec(64 * MB, seed=9000)
+    own = {n: LayerSpec(32 * MB, seed=9000 + n) for n in (1, 2, 3)}
+    new_layer = LayerSpec(48 * MB, seed=9100)
+    for n in (1, 2, 3):
+        add_image(layout, f"app{n}", layers=[shared, own[n]], seed=n)
+    add_image(layout, "app2-r2", layers=[shared, own[2], new_layer], seed=2)
+    r1, r2 = work / "IMAGES-r1.md", work / "IMAGES-r2.md"
+    for path, release, refs in ((r1, "1.0.0", ["app1", "app2", "app3"]), (r2, "2.0.0", ["app1", "app2-r2", "app3"])):
+        lines = ["```yaml airgap", f"release: {release}", "images:"]
+        for i, ref in enumerate(refs, start=1):
+            lines += [f"  - name: app{i}", f"    source: oci:{layout}:{ref}"]
+        path.write_text("\n".join(lines + ["```", ""]))
+    full1, full2, delta = work / "r1.tar", work / "r2.tar", work / "r2-delta.tar"
+    print("delta: bundles for release 1, release 2 and the delta ...", flush=True)
+    for name, images, out, extra in (("delta-full1", r1, full1, []), ("delta-full2", r2, full2, []),
+                                     ("delta-bundle", r2, delta, ["--base", str(full1)])):
+        env_epoch = {"delta-full1": "1700000000"}.get(name, "1700100000")
+        os.environ["SOURCE_DATE_EPOCH"] = env_epoch
+        try:
+            run = bench.airgap(name, *bundle_args(work, images, out), *extra)
+        finally:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+        if run is None:
+            res.delta = {"ok": False, "failed": name}
+            return
+    new_blobs = _reachable_blobs(layout, "app2-r2") - set().union(*(_reachable_blobs(layout, r)
+                                                                     for r in ("app1", "app2", "app3")))
+    new_bytes = sum((layout / "blobs" / "sha256" / d.split(":")[1]).stat().st_size for d in new_blobs)
+    whole_image = sum((layout / "blobs" / "sha256" / d.split(":")[1]).stat().st_size
+                      for d in _reachable_blobs(layout, "app2-r2"))
+    print("delta: load release 1, then the delta ...", flush=True)
+    bench.airgap("delta-load1", *load_args(work, full1, f"{a.host}/delta"))
+    run = bench.airgap("delta-load", *load_args(work, delta, f"{a.host}/delta"))
+    res.delta = {
+        "ok": run is not None,
+        "new_blob_bytes": new_bytes,
+        "delta_bundle_bytes": delta.stat().st_size,
+        "full_bundle_bytes": full2.stat().st_size,
+        "whole_image_delta_bytes": whole_image,
+        "delta_over_new_blobs": round(delta.stat().st_size / new_bytes, 4),
+        "delta_over_whole_image": round(delta.stat().st_size / whole_image, 4),
+        "load": run_summary(run),
+    }
 
 
 def _big_layer(args, bench: Bench, res: Results, a, b, corpus_layout: Path) -> None:
@@ -506,6 +576,13 @@ def print_table(res: Results) -> None:
               f"airgap {cmp_['airgap_manifests_by_digest']}")
         if "blobs_unchanged_after_reload" in cmp_:
             print(f"no-op reload left storage unchanged: {cmp_['blobs_unchanged_after_reload']}")
+    d = res.delta
+    if d.get("ok"):
+        print(f"\npatch release (one image gains one {d['new_blob_bytes'] / MB:.0f} MiB layer): delta bundle "
+              f"{d['delta_bundle_bytes'] / MB:.1f} MiB = {d['delta_over_new_blobs']:.3f} x the new blobs, "
+              f"{d['delta_over_whole_image']:.3f} x a whole-image delta, "
+              f"{d['delta_bundle_bytes'] / d['full_bundle_bytes']:.3f} x the full bundle; "
+              f"delta load {d['load'].get('wall_s')} s")
     if res.errors:
         print(f"\n{len(res.errors)} airgap step(s) failed; see errors in results.json")
 
