@@ -24,11 +24,10 @@ from airgap.bundle.reader import PART_NAME
 from airgap.bundle.writer import BundleWriter
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
-from airgap.errors import AirgapError, BundleError, InputError
+from airgap.errors import AirgapError, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, DigestingReader, Platform, Reference
-from airgap.model.digest import CHUNK
 from airgap.places.base import Store
 from airgap.places.layout import REF_NAME, LayoutStore
 from airgap.places.registry import RegistryStore
@@ -190,8 +189,8 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         member = f"chart/{chart.filename}"
         files.append((BundleFile(member, "chart", hashlib.sha256(chart.data).hexdigest(), len(chart.data),
                                  chart.name, chart.version), chart.data))
-    for entry in _file_entries(images, options):
-        name, data = _crd_bytes(entry, images.base_dir, options.store.parent)
+    for crd in _file_entries(images, options):
+        name, data = _crd_bytes(crd, images.base_dir, options.store.parent)
         member = f"crds/{name}"
         if any(f.path == member for f, _ in files):
             raise InputError(f"two CRD files are both named {name}")
@@ -291,9 +290,9 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
             identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
-        desc = r.root.descriptor.to_json()
-        desc["annotations"] = {REF_NAME: f"{entry.name}:{tag}"}
-        index_entries.append(desc)
+        root_desc = r.root.descriptor.to_json()
+        root_desc["annotations"] = {REF_NAME: f"{entry.name}:{tag}"}
+        index_entries.append(root_desc)
     for d in list(small):
         if d in blobs or d in manifests:
             small.pop(d)
@@ -361,7 +360,9 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
     return BundleResult(outputs[0], manifest, size, time.monotonic() - t0, outputs)
 
 
-def _write_main(path, epoch, options, manifest_bytes, layout_index, small_members, blob_members, files, write_blob):
+def _write_main(path: Path, epoch: int, options: BundleOptions, manifest_bytes: bytes, layout_index: bytes,
+                small_members: list[tuple[str, bytes]], blob_members: list[tuple[str, Descriptor, Store]],
+                files: list[tuple[BundleFile, bytes]], write_blob) -> None:
     with BundleWriter(path, epoch, options.compress) as w:
         w.add_bytes(MANIFEST_NAME, manifest_bytes)
         if options.key is not None:
@@ -410,4 +411,4 @@ def _counted(chunks, progress: Progress):
         yield chunk
 
 
-__all__ = ["BundleOptions", "BundleResult", "create_bundle", "default_store", "BundleError", "CHUNK"]
+__all__ = ["BundleOptions", "BundleResult", "create_bundle", "default_store", "signed_identity"]

@@ -99,9 +99,9 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
         root = yaml.compose(block)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + offset + 1}" if mark else str(path)
+        loc = f"{path}:{mark.line + offset + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"{where}: invalid YAML in the airgap block: {problem}") from None
+        raise InputError(f"{loc}: invalid YAML in the airgap block: {problem}") from None
     if not isinstance(root, yaml.MappingNode):
         raise InputError(f"{path}:{offset + 1}: the airgap block must be a mapping with release: and images:")
     doc = {k.value: v for k, v in root.value}
@@ -222,7 +222,7 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     values = fields.get("values", (None, None))[0]
     if values is not None and (not isinstance(values, str) or not _VALUES_PATH.match(values)):
         raise InputError(f"{label}: values: must be a dotted path into the chart's values, like opensearch.image")
-    platforms = ()
+    platforms: tuple[Platform, ...] = ()
     if "platforms" in fields:
         platforms = _platforms(fields["platforms"][1], where)
     verify_key = None

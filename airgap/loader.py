@@ -72,9 +72,9 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     t0 = time.monotonic()
     verified_by = ""
     if options.key is not None:
-        report = verify_signatures(reader, options.key)
-        verified_by = report.signer
-        progress.note(f"verified: bundle and {sum(i.signatures_verified for i in report.images)} image signatures "
+        checked = verify_signatures(reader, options.key)
+        verified_by = checked.signer
+        progress.note(f"verified: bundle and {sum(i.signatures_verified for i in checked.images)} image signatures "
                       f"by key {options.key.fingerprint[:19]}")
     else:
         progress.note("WARNING: --insecure-skip-verify: signatures and the release record are NOT checked; "

@@ -8,6 +8,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 BLOCK = 512
 RECORD = BLOCK * 20  # what tar(1) and Python's tarfile pad the archive end to
@@ -20,7 +21,8 @@ class BundleWriter:
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.mtime = mtime
         self.names: set[str] = set()
-        self._fh = None
+        self._fh: Any = None   # the file, or a zstd stream writer over it
+        self._raw: Any = None
         self.written = 0
         self.sha256 = hashlib.sha256()  # of the file's bytes (uncompressed bundles: split parts' checksums)
 
