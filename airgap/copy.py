@@ -212,7 +212,8 @@ class CopyEngine:
             report.seconds = time.monotonic() - t0
             return report
 
-        self.progress.phase("copying", sum(b.size for _, b in uploads))
+        if uploads:
+            self.progress.phase("copying", sum(b.size for _, b in uploads))
         self._verified = self.verify_first
         self._map(lambda u: self._upload(sources[u[1].digest], u[0], u[1]), uploads)
         report.blobs_uploaded = len(uploads)
@@ -223,6 +224,7 @@ class CopyEngine:
         report.blobs_uploaded += sum(1 for x in mounted if not x)
         report.bytes_uploaded += sum(m[1].size for m, x in zip(mounts, mounted) if not x)
 
+        self.progress.images(sum(1 for r in todo if r.job.kind == "image"))
         pushed = self._map(self._push_manifests, todo)
         report.manifests_pushed = sum(pushed)
         for r, p in zip(resolved, present):
@@ -321,10 +323,14 @@ class CopyEngine:
             if not dst.manifest_exists(r.root.digest):
                 dst.put_manifest(r.root)
                 n += 1
+            if r.job.kind == "image":
+                self.progress.image_done()
             return n
         for tag in r.job.tags:
             # Check first: Harbor and ECR refuse re-pushing an immutable tag even with the same digest.
             if dst.resolve_tag(tag) != r.root.digest:
                 dst.put_manifest(r.root, tag)
                 n += 1
+        if r.job.kind == "image":
+            self.progress.image_done()
         return n

@@ -11,8 +11,22 @@ import time
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress as RichBars, TaskID, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (BarColumn, DownloadColumn, Progress as RichBars, ProgressColumn, Task, TaskID,
+                           TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+from rich.text import Text
+
+
+class _Amount(ProgressColumn):
+    """Bytes for byte tasks, a plain count for the images task."""
+
+    def __init__(self, inner: ProgressColumn):
+        super().__init__()
+        self.inner = inner
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") == "images":
+            return Text("" if isinstance(self.inner, TransferSpeedColumn) else f"{task.completed:.0f}/{task.total:.0f}")
+        return self.inner.render(task)  # type: ignore[return-value]
 
 
 class Progress:
@@ -20,6 +34,8 @@ class Progress:
 
     def phase(self, label: str, total_bytes: int) -> None: ...
     def advance(self, nbytes: int) -> None: ...
+    def images(self, total: int) -> None: ...
+    def image_done(self) -> None: ...
     def note(self, message: str) -> None: ...
     def close(self) -> None: ...
 
@@ -65,10 +81,21 @@ class PlainProgress(Progress):
 class RichProgress(Progress):
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
-        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                             TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), _Amount(DownloadColumn()),
+                             _Amount(TransferSpeedColumn()), TimeRemainingColumn(), console=self.console,
+                             transient=False)
         self.bars.start()
         self._task: TaskID | None = None
+        self._images: TaskID | None = None
+
+    def images(self, total: int) -> None:
+        self._images = self.bars.add_task("images", total=total or 1, unit="images")
+        if not total:
+            self.bars.update(self._images, completed=1)
+
+    def image_done(self) -> None:
+        if self._images is not None:
+            self.bars.advance(self._images, 1)
 
     def phase(self, label: str, total_bytes: int) -> None:
         if self._task is not None:
