@@ -71,3 +71,13 @@ def registry_flags(reg) -> list[str]:
     if reg.ca_file:
         flags += ["--ca-file", str(reg.ca_file)]
     return flags
+
+
+def demo_bundle(tmp: Path, *extra: str) -> Path:
+    """The demo images bundled (unsigned, no chart) into tmp/bundle.tar."""
+    layout = tmp / "src"
+    demo_layout(layout)
+    out = tmp / "bundle.tar"
+    airgap("bundle", "--images", str(demo_images_md(tmp, layout)), "-o", str(out), "--no-chart",
+           "--store", str(tmp / "store"), *extra)
+    return out

@@ -12,17 +12,12 @@ import pytest
 
 from airgap.bundle.reader import BundleReader
 from airgap.synth import LayerSpec, add_image
-from helpers import airgap, demo_images_md, demo_layout, load_json, registry_flags, write_images_md
+from helpers import demo_bundle, airgap, demo_images_md, demo_layout, load_json, registry_flags, write_images_md
 
 
 @pytest.fixture
 def bundle(tmp_path):
-    layout = tmp_path / "src"
-    demo_layout(layout)
-    out = tmp_path / "bundle.tar"
-    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
-           "--store", str(tmp_path / "store"))
-    return out
+    return demo_bundle(tmp_path)
 
 
 def _largest_blob(path):

@@ -136,16 +136,23 @@ def test_signed_bundle_verifies_offline_and_loads_with_signatures(tmp_path, keyp
     assert "kyverno.io/v1" in (out / "kyverno-policy.yaml").read_text()
 
     # The pushed signature verifies against the registry's copy of the image (what cosign verify does).
-    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
-    store = RegistryStore(client, "haystack/opensearch")
-    sig = store.fetch_manifest(signature_tag(digests["opensearch"]))
-
-    def read_blob(desc):
-        with store.open_blob(desc) as chunks:
-            return b"".join(chunks)
-    v = verify_signature_manifest(sig, read_blob, keys.load_public_key(keypair[1]), Digest.parse(digests["opensearch"]))
+    v = _verify_in_registry(registry, "haystack/opensearch", digests["opensearch"], keys.load_public_key(keypair[1]))
     assert v.docker_reference == "localhost/opensearch"
-    client.close()
+
+
+def _verify_in_registry(registry, repo: str, digest: str, key: keys.PublicKey):
+    """Fetch `sha256-<hex>.sig` for an image from the registry and verify it, as cosign verify does."""
+    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
+    try:
+        store = RegistryStore(client, repo)
+        sig = store.fetch_manifest(signature_tag(digest))
+
+        def read_blob(desc):
+            with store.open_blob(desc) as chunks:
+                return b"".join(chunks)
+        return verify_signature_manifest(sig, read_blob, key, Digest.parse(digest))
+    finally:
+        client.close()
 
 
 def _rejected(proc, registry, words):
@@ -282,19 +289,10 @@ def test_we_accept_signatures_skopeo_makes_with_our_key(tmp_path, keypair, regis
                            f"oci:{layout}:query", f"docker://{registry.host}/app/query:1"],
                           capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)))
     assert proc.returncode == 0, proc.stderr
-    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
-    store = RegistryStore(client, "app/query")
-    sig = store.fetch_manifest(signature_tag(digests["query"]))
-
-    def read_blob(desc):
-        with store.open_blob(desc) as chunks:
-            return b"".join(chunks)
-    v = verify_signature_manifest(sig, read_blob, keys.load_public_key(keypair[1]), Digest.parse(digests["query"]))
+    v = _verify_in_registry(registry, "app/query", digests["query"], keys.load_public_key(keypair[1]))
     assert v.docker_reference == f"{registry.host}/app/query:1"  # skopeo signs the reference with its tag
-    other = keys.generate().public
     with pytest.raises(SignatureError):
-        verify_signature_manifest(sig, read_blob, other, Digest.parse(digests["query"]))
-    client.close()
+        _verify_in_registry(registry, "app/query", digests["query"], keys.generate().public)
 
 
 def test_upstream_signature_is_checked_at_bundle_time(tmp_path, keypair, registry_factory, trixie_skopeo):
