@@ -25,11 +25,12 @@ from airgap.progress import Progress
 BUILDERS = ("auto", "docker", "buildah")
 
 
-def make_builder(kind: str = "auto") -> Builder:
-    """``auto``: the Docker Engine when one answers at DOCKER_HOST, else buildah."""
+def make_builder(kind: str = "auto", progress: Progress | None = None) -> Builder:
+    """``auto``: the Docker Engine when one answers at DOCKER_HOST, else buildah (and says which)."""
     from airgap.build.buildah import BuildahBuilder
-    from airgap.build.docker import DockerBuilder, daemon_answers
+    from airgap.build.docker import DockerBuilder, daemon_answers, docker_host
 
+    progress = progress or Progress()
     if kind == "docker":
         return DockerBuilder()
     if kind == "buildah":
@@ -37,8 +38,10 @@ def make_builder(kind: str = "auto") -> Builder:
     if kind != "auto":
         raise InputError(f"--builder {kind}: expected one of {', '.join(BUILDERS)}")
     if daemon_answers():
+        progress.note(f"builder auto: a Docker Engine answers at {docker_host()}, building with docker")
         return DockerBuilder()
     if BuildahBuilder.available():
+        progress.note(f"builder auto: no Docker Engine answers at {docker_host()}, building with buildah")
         return BuildahBuilder()
     raise BuildError("no builder: no Docker Engine answers at DOCKER_HOST and buildah is not installed "
                      "(apt-get install buildah, or start dockerd)")
@@ -60,7 +63,7 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
     if not targets:
         progress.note(f"{images.path}: no build: entries to build")
         return []
-    chosen = make_builder(builder) if isinstance(builder, str) else builder
+    chosen = make_builder(builder, progress) if isinstance(builder, str) else builder
     progress.note(f"building {len(targets)} image(s) from {tree.description} with {chosen.describe()}")
     layout = LayoutStore(Path(store), create=True)
     logs = cache / "build-logs"

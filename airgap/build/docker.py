@@ -25,7 +25,7 @@ BUILD_TIMEOUT = 6 * 3600
 PROBE_TIMEOUT = 5
 
 
-def _host() -> str:
+def docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
@@ -59,7 +59,7 @@ class DockerBuilder:
             self.client.ping()
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise BuildError(f"cannot reach the Docker Engine at {_host()} ({reason[:200]}); start dockerd or set "
+            raise BuildError(f"cannot reach the Docker Engine at {docker_host()} ({reason[:200]}); start dockerd or set "
                              "DOCKER_HOST, or build without a daemon: --builder buildah") from None
         # A daemon without the default bridge network (dockerd --bridge=none) cannot give RUN steps a
         # network; ask for none, or the build fails before its first step.
@@ -68,7 +68,7 @@ class DockerBuilder:
     def describe(self) -> str:
         version = self.client.version().get("Version", "?")
         net = f", network {self.network_mode}" if self.network_mode else ""
-        return f"docker (Docker Engine {version} at {_host()}{net})"
+        return f"docker (Docker Engine {version} at {docker_host()}{net})"
 
     def build(self, target: BuildTarget, store: LayoutStore, log: Path, progress: Progress) -> str:
         if len(target.platforms) > 1:
