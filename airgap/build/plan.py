@@ -29,7 +29,8 @@ LOG_TAIL_LINES = 15
 @dataclass(frozen=True)
 class BuildTarget:
     name: str
-    tag: str                              # tag in the store: the entry's tag:, else the release
+    tag: str                              # tag in the store: always the release (an entry's tag: is the
+                                          # tag it ships under; the bundle applies it)
     where: str                            # "IMAGES.md:12: image haystack-query", for messages
     context: Path
     dockerfile: Path
@@ -121,7 +122,7 @@ def _target(images: ImagesFile, entry: ImageEntry, tree: SourceTree, epoch: int 
     if not dockerfile.is_file():
         raise InputError(f"{where}: Dockerfile {entry.build.dockerfile} not found in {tree.description}"
                          + _source_hint(images, tree))
-    return BuildTarget(name=entry.name, tag=entry.tag or images.release, where=where, context=context,
+    return BuildTarget(name=entry.name, tag=images.release, where=where, context=context,
                        dockerfile=dockerfile, args={**entry.build.args, **extra_args}, target=entry.build.target,
                        labels=oci_labels(images, tree, epoch, entry.name), platforms=entry.platforms, epoch=epoch)
 
