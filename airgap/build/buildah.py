@@ -24,6 +24,7 @@ from airgap.places.layout import LayoutStore
 from airgap.progress import Progress
 
 _SCRATCH_REF = "image"
+_LABEL_STEP = re.compile(r":\s*LABEL ")  # the label steps buildah appends for --label: noise in the progress
 _STEP = re.compile(r"^(\[\d+/\d+\] )?STEP \d")  # "[1/2] STEP 3/5: RUN ..." in multi-stage builds
 
 
@@ -106,7 +107,7 @@ class BuildahBuilder:
                 for line in proc.stdout:
                     fh.write(line)
                     last.append(line)
-                    if _STEP.match(line):
+                    if _STEP.match(line) and not _LABEL_STEP.search(line):
                         progress.note(f"  {target.name}: {line.rstrip()}")
             finally:
                 rc = proc.wait()

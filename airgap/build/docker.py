@@ -108,7 +108,7 @@ class DockerBuilder:
                     if text:
                         fh.write(text)
                         last.extend(text.splitlines())
-                        if text.startswith("Step "):
+                        if text.startswith("Step ") and " : LABEL " not in text:  # our --label steps: noise
                             progress.note(f"  {target.name}: {text.rstrip()}")
                     if chunk.get("error"):
                         raise BuildError(f"{target.where}: build failed after {time.monotonic() - t0:.0f} s "
