@@ -285,3 +285,41 @@ def test_no_build_packs_what_the_store_has(project):
                   cwd=project, check=False)
     assert proc.returncode == 2
     assert "has no fixture-app:1.0.0: run `airgap build` first" in proc.stderr
+
+
+MULTI_MD = """\
+```yaml airgap
+release: 2.0.0
+images:
+  - name: multi
+    build: {context: app, dockerfile: app/Dockerfile.multi}
+    platforms: [linux/amd64, linux/arm64]
+```
+"""
+
+
+def test_buildah_builds_every_platform_an_entry_lists(project, registry, buildah_storage):
+    # No RUN step: a foreign architecture's RUN would need qemu, COPY does not.
+    (project / "src" / "app" / "Dockerfile.multi").write_text("FROM scratch\nCOPY app.txt /app.txt\n")
+    (project / "IMAGES.md").write_text(MULTI_MD)
+    airgap("bundle", "--source", "src", "--builder", "buildah", "--store", "store", "-o", "b.tar", "--no-chart",
+           "--no-crds", cwd=project)
+    airgap("load", "b.tar", "--registry", f"{registry.host}/x", "--insecure-registry", "--values-out", "v.yaml",
+           cwd=project)
+    raw = json.loads(run_skopeo("inspect", "--raw", *registry.skopeo_args(),
+                                f"docker://{registry.host}/x/multi:2.0.0").stdout)
+    assert sorted(m["platform"]["architecture"] for m in raw["manifests"]) == ["amd64", "arm64"]
+    for arch in ("amd64", "arm64"):
+        cfg = json.loads(run_skopeo("inspect", "--config", "--override-arch", arch, *registry.skopeo_args(),
+                                    f"docker://{registry.host}/x/multi:2.0.0").stdout)
+        assert cfg["architecture"] == arch and cfg["config"]["Labels"]["org.opencontainers.image.version"] == "2.0.0"
+
+
+def test_docker_builder_refuses_several_platforms(project, tmp_path):
+    (project / "src" / "app" / "Dockerfile.multi").write_text("FROM scratch\nCOPY app.txt /app.txt\n")
+    (project / "IMAGES.md").write_text(MULTI_MD)
+    # checked before the daemon is asked for anything: no dockerd needed
+    proc = airgap("build", "--source", "src", "--builder", "docker", "--store", "store", cwd=project,
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}, check=False)
+    assert proc.returncode == 5
+    assert "one platform per image" in proc.stderr and "--builder buildah" in proc.stderr

@@ -63,6 +63,13 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
     if not targets:
         progress.note(f"{images.path}: no build: entries to build")
         return []
+    multi = next((t for t in targets if len(t.platforms) > 1), None)
+    if multi and builder == "docker":
+        raise BuildError(f"{multi.where}: the Docker Engine builder makes one platform per image, this one wants "
+                         f"{', '.join(str(p) for p in multi.platforms)}: use --builder buildah")
+    if multi and builder == "auto":
+        progress.note(f"builder auto: {multi.name} lists several platforms, which only buildah builds")
+        builder = "buildah"
     chosen = make_builder(builder, progress) if isinstance(builder, str) else builder
     progress.note(f"building {len(targets)} image(s) from {tree.description} with {chosen.describe()}")
     layout = LayoutStore(Path(store), create=True)

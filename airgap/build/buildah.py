@@ -55,7 +55,9 @@ class BuildahBuilder:
         manifest_list = f"localhost/airgap-build-{target.name}-{uuid.uuid4().hex[:8]}" if len(target.platforms) > 1 else None
         try:
             iidfile = scratch / "iid"
-            cmd = [self.binary, "bud", "--file", str(target.dockerfile), "--iidfile", str(iidfile)]
+            cmd = [self.binary, "bud", "--file", str(target.dockerfile)]
+            if not manifest_list:
+                cmd += ["--iidfile", str(iidfile)]  # one image: push it by id (a tag may be shared)
             for key, value in target.args.items():
                 cmd += ["--build-arg", f"{key}={value}"]
             for key, value in target.labels.items():
