@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airgap.errors import InputError
+
 from airgap import imagesfile
 from airgap.build.plan import plan_builds
 from airgap.build.source import resolve_source
@@ -77,3 +79,16 @@ def test_build_entries_match_the_upstream_layout_of_the_demo_sources(tmp_path):
     for t in targets:
         assert t.dockerfile.is_file() and t.context.is_dir()
         assert "RUN " in t.dockerfile.read_text()
+
+
+@pytest.mark.parametrize("build, line, message", [
+    ("{context: app, dockerFile: app/Dockerfile}", 7, "image a: unknown key 'dockerFile' in build:"),
+    ("{context: app, args: [A=1]}", 7, "image a: build: args: must map names to values"),
+    ("{dockerfile: app/Dockerfile}", 6, "image a: build: needs context:"),
+])
+def test_build_entry_errors_name_the_line(tmp_path, build, line, message):
+    path = tmp_path / "IMAGES.md"
+    path.write_text(f"# x\n\n```yaml airgap\nrelease: 1.0.0\nimages:\n  - name: a\n    build: {build}\n```\n")
+    with pytest.raises(InputError) as err:
+        imagesfile.load(path)
+    assert str(err.value).startswith(f"{path}:{line}: {message}")
