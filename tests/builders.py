@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from registry_server import _die_with_parent
+
 BUSYBOX = Path("/bin/busybox")  # Debian busybox-static: one static binary, no libraries needed
 
 
@@ -138,8 +140,9 @@ def start_dockerd(workdir: Path, ready_timeout: float = 60.0) -> Dockerd:
            "--host", f"unix://{sock}", "--data-root", str(workdir / "data"), "--exec-root", str(workdir / "exec"),
            "--pidfile", str(workdir / "docker.pid")]
     with open(log_path, "wb") as log:
+        # Own process group so stop() can end dockerd with its containerd; SIGTERM if we die first.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
     daemon = Dockerd(f"unix://{sock}", proc, workdir, log_path)
     try:
         _wait_ready(daemon, ready_timeout)
