@@ -96,7 +96,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
               help="Keep only these platforms of multi-arch images (repeatable; default: all).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
-              help="Local content store (OCI layout) for pulled images. Default: ~/.cache/airgap/store.")
+              help="Local content store (OCI layout) for built and pulled images. Default: ~/.cache/airgap/store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--no-build", is_flag=True, help="Do not build: pack the built images the store already holds.")
 @_build_options
