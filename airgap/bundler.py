@@ -109,7 +109,7 @@ class _Sources:
             ref = f"{entry.name}:{self.images.release}"
             if self.store.resolve_tag(ref) is None:
                 raise InputError(f"{where} is built from source (build:), and the local store {self.options.store} "
-                                 f"has no {ref}; build it into the store first, or bundle a demo/mirror IMAGES file")
+                                 f"has no {ref}: run `airgap build` first, or bundle without --no-build")
             return self.store, ref, self.images.release
         assert entry.source is not None
         if entry.source.startswith("oci:"):

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 other error; 2 bad input or usage (IMAGES.md, flags, missing file);
 3 bundle corrupt, truncated or failing verification; 4 registry error (network, TLS, auth);
-70 internal error (a bug: please report it); 130 interrupted.
+5 a build failed or no builder is usable; 70 internal error (a bug: please report it); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,6 +45,28 @@ def _make_registry_options(ca_file, insecure_registry, allow_insecure_auth, user
                            allow_insecure_auth=allow_insecure_auth)
 
 
+def _build_options(f):
+    f = click.option("--source", metavar="DIR|GIT_URL@REF",
+                     help="Application sources: a checkout, or a git URL and ref cloned into the cache. "
+                          "Default: the directory of IMAGES.md.")(f)
+    f = click.option("--builder", type=click.Choice(["auto", "docker", "buildah"]), default="auto", show_default=True,
+                     help="docker: the Docker Engine at DOCKER_HOST; buildah: daemonless; auto: docker when a "
+                          "daemon answers, else buildah.")(f)
+    f = click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE",
+                     help="Build argument for every build (repeatable; overrides IMAGES.md args:).")(f)
+    return f
+
+
+def _parse_build_args(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise InputError(f"--build-arg {pair}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="airgap")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs (HTTP requests) on stderr.")
@@ -74,7 +96,7 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
               help="Keep only these platforms of multi-arch images (repeatable; default: all).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
-              help="Local content store (OCI layout) for pulled images. Default: ~/.cache/airgap/store.")
+              help="Local content store (OCI layout) for built and pulled images. Default: ~/.cache/airgap/store.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="cosign private key: sign every image and the bundle (password: COSIGN_PASSWORD or a prompt).")
 @click.option("--base", "base_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -84,11 +106,13 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--split", "split", metavar="SIZE", help="Write parts of at most SIZE (e.g. 4G, 700M), cut at blob "
               "boundaries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--no-build", is_flag=True, help="Do not build: pack the built images the store already holds.")
+@_build_options
 @_registry_options
 @click.pass_obj
 def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, key_path, base_path,
-           base_key, split, as_json, **reg) -> None:
-    """Collect the images IMAGES.md lists, the Helm chart and the CRDs into one offline bundle."""
+           base_key, split, as_json, no_build, source, builder, build_args, **reg) -> None:
+    """Build the first-party images, pull the third-party ones, sign and pack them with the chart and CRDs."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
     from airgap.model import Platform
@@ -96,6 +120,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
     images = imagesfile.load(images_path)
     key = None
     if key_path:
+        # Ask for the password before any build: nobody should wait minutes to then be prompted.
         from airgap.sign.keys import load_private_key, password_from_env_or_prompt
         key = load_private_key(key_path, password_from_env_or_prompt())
     base = None
@@ -103,7 +128,10 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
         from airgap.delta import load_base
         from airgap.sign.keys import load_public_key
         base = load_base(base_path, load_public_key(base_key) if base_key else None)
-    opts = BundleOptions(key=key, base=base, split=parse_size(split) if split else None, output=output, chart=chart, crds=list(crds), no_chart=no_chart, no_crds=no_crds,
+    if not no_build:
+        _run_build(obj, images, store or default_store(), source, builder, (), build_args)
+    opts = BundleOptions(key=key, base=base, split=parse_size(split) if split else None, output=output, chart=chart,
+                         crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
@@ -130,6 +158,38 @@ def parse_size(text: str) -> int:
     if value < 1 << 20:
         raise InputError(f"--split {text!r}: parts must be at least 1M")
     return value
+
+
+def _run_build(obj, images, store, source, builder, only, build_args) -> list:
+    from airgap.build import build_images
+
+    progress = make_progress(obj["quiet"])
+    try:
+        return build_images(images, store, source, builder, only, progress, _parse_build_args(build_args))
+    finally:
+        progress.close()
+
+
+@cli.command()
+@click.option("--images", "images_path", default="IMAGES.md", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The IMAGES.md to follow.")
+@click.option("--only", multiple=True, metavar="NAME", help="Build only this image (repeatable).")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path),
+              help="Local content store (OCI layout) to build into. Default: ~/.cache/airgap/store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the built images as JSON on stdout.")
+@_build_options
+@click.pass_obj
+def build(obj, images_path, only, store, as_json, source, builder, build_args) -> None:
+    """Build the IMAGES.md build: entries into the local content store, tagged NAME:RELEASE."""
+    from airgap import imagesfile
+    from airgap.bundler import default_store
+
+    images = imagesfile.load(images_path)
+    built = _run_build(obj, images, store or default_store(), source, builder, only, build_args)
+    if as_json:
+        click.echo(json.dumps([b.to_json() for b in built], indent=2))
+    for b in built:
+        click.echo(f"{b.ref} {b.digest} ({b.builder}, {b.seconds:.1f} s)", err=as_json)
 
 
 _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", "password_stdin")

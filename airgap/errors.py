@@ -9,9 +9,10 @@ the class's ``exit_code``; anything else is a bug and keeps its traceback.
     ├── InputError              exit 2  bad IMAGES.md, bad reference, missing file, bad flag combination
     ├── BundleError             exit 3  corrupt, truncated or incomplete bundle; digest mismatch
     │   └── DigestMismatch
-    └── RegistryError           exit 4  network, TLS, HTTP errors from a registry
-        ├── AuthError                   401/403, with the registry's own message
-        └── NotFound                    manifest or blob unknown
+    ├── RegistryError           exit 4  network, TLS, HTTP errors from a registry
+    │   ├── AuthError                   401/403, with the registry's own message
+    │   └── NotFound                    manifest or blob unknown
+    └── BuildError              exit 5  an image build failed, or no builder (dockerd, buildah) is usable
 """
 
 from __future__ import annotations
@@ -46,3 +47,8 @@ class AuthError(RegistryError):
 
 class NotFound(RegistryError):
     pass
+
+
+class BuildError(AirgapError):
+    """A build failed (the message ends with the last lines of its log) or no builder can run."""
+    exit_code = 5

@@ -207,13 +207,21 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
             raise InputError(f"{label}: an oci: source is written oci:DIR:REF")
     else:
         bfields = _scalar_map(build_node, where, "build:")
+        build_keys = {"context", "dockerfile", "args", "target"}
+        for key in bfields:
+            if key not in build_keys:  # a misspelt dockerfile: would otherwise build the wrong file
+                raise InputError(f"{where(bfields[key][1])}: image {name}: unknown key {key!r} in build: "
+                                 f"(allowed: {', '.join(sorted(build_keys))})")
         context = bfields.get("context", (None, None))[0]
         if not isinstance(context, str) or not context:
             raise InputError(f"{label}: build: needs context:")
         args_node = bfields.get("args", ({}, None))[0]
         args: dict[str, str] = {}
-        if isinstance(args_node, yaml.MappingNode):
+        if isinstance(args_node, yaml.MappingNode) and all(isinstance(v, yaml.ScalarNode) for _, v in args_node.value):
             args = {k.value: str(v.value) for k, v in args_node.value}
+        elif args_node != {}:
+            raise InputError(f"{where(bfields['args'][1])}: image {name}: build: args: must map names to values, "
+                             "like {BASE_IMAGE: debian:12}")
         build = BuildSpec(context=context, dockerfile=str(bfields.get("dockerfile", ("Dockerfile", None))[0]),
                           args=args, target=bfields.get("target", (None, None))[0])
     tag = fields.get("tag", (None, None))[0]

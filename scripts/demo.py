@@ -2,16 +2,19 @@
 """`make demo`: the whole job end to end on one machine, offline, on embedded defaults.
 
 Two throwaway registries on loopback play the internet (upstream) and the isolated site (private).
-Small synthetic stand-ins of the haystack-rag images are published upstream; the demo then runs the
-real commands a user runs: `airgap bundle` from an IMAGES file that is the repository's own IMAGES.md
-with its upstream hosts pointed at the stand-in registry, `airgap inspect`, `airgap load`, and prints
-the values file. First-party images would come from `airgap build`; the demo puts stand-ins for
-them into the local content store, where a build would put them.
+Small synthetic stand-ins of the third-party images (OpenSearch, the exporter, busybox, Traefik) are
+published upstream. The first-party images are really built, with buildah, from the demo sources in
+demo/haystack-rag-app (upstream's layout, Dockerfiles with RUN steps) on a busybox base image made
+here from Debian's busybox-static. The demo then runs the real commands a user runs: `airgap bundle`
+(build, pull, pack) from the repository's own IMAGES.md with its upstream hosts pointed at the
+stand-in registry, `airgap inspect`, `airgap load`, and prints the values file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+from builders import buildah_env, make_busybox_base  # noqa: E402
 from registry_server import running_registry  # noqa: E402
 
 from airgap import imagesfile, synth  # noqa: E402
@@ -31,6 +35,8 @@ from airgap.places.registry import RegistryStore  # noqa: E402
 from airgap.registry.client import RegistryClient, RegistryOptions  # noqa: E402
 
 WORK = REPO / ".demo"
+DEMO_SOURCES = REPO / "demo" / "haystack-rag-app"
+DEMO_BASE = "airgap-demo-base:1"  # the default BASE_IMAGE of the demo Dockerfiles
 SHARED_CRDS = REPO.parent / "shared" / "data" / "crds"
 
 
@@ -42,10 +48,10 @@ def step(text: str) -> None:
 DEMO_ENV = {"COSIGN_PASSWORD": "demo-only-password"}
 
 
-def run(*args: str) -> None:
-    import os
+def run(*args: str, env: dict[str, str] | None = None) -> None:
     print("$ airgap " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "airgap", *args], check=True, cwd=WORK, env={**os.environ, **DEMO_ENV})
+    subprocess.run([sys.executable, "-m", "airgap", *args], check=True, cwd=WORK,
+                   env={**os.environ, **DEMO_ENV, **(env or {})})
 
 
 def main() -> None:
@@ -53,24 +59,24 @@ def main() -> None:
     WORK.mkdir()
     spec = imagesfile.load(REPO / "IMAGES.md")
     with running_registry(WORK / "upstream") as upstream, running_registry(WORK / "private") as private:
-        step(f"publishing stand-in images: upstream registry {upstream.host}, local store for built ones")
+        # buildah keeps its images in private storage under .demo: the host's own storage is untouched.
+        build_env = buildah_env(WORK / "buildah")
+        step(f"making the base image {DEMO_BASE} locally: busybox-static, buildah from scratch + commit")
+        make_busybox_base(build_env, DEMO_BASE, WORK / "buildah")
+
+        step(f"publishing stand-ins of the third-party images in the upstream registry {upstream.host}")
         layout = WORK / "standins"
         store = WORK / "store"
-        base = synth.LayerSpec(size=2 << 20, seed=1)  # a base layer the first-party images share
         client = RegistryClient(upstream.host, RegistryOptions(insecure=True))
         jobs = []
-        for n, entry in enumerate(spec.images):
-            layers = [base, synth.LayerSpec(size=(1 + n % 3) << 20, seed=10 + n, compressed=True)]
+        for n, entry in enumerate(e for e in spec.images if e.source):
+            layers = [synth.LayerSpec(size=(1 + n % 3) << 20, seed=10 + n, compressed=True)]
             platforms = [str(p) for p in spec.platforms] or None
             synth.add_image(layout, entry.name, layers=layers, platforms=platforms,
                             labels={"org.opencontainers.image.title": entry.name})
-            if entry.build:
-                jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, LayoutStore(store, create=True),
-                                    [f"{entry.name}:{spec.release}"]))
-            else:
-                ref = entry.source.split("/", 1)[1]
-                repo, _, tag = ref.rpartition(":")
-                jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, RegistryStore(client, repo), [tag]))
+            ref = entry.source.split("/", 1)[1]
+            repo, _, tag = ref.rpartition(":")
+            jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, RegistryStore(client, repo), [tag]))
         CopyEngine().copy(jobs)
         client.close()
 
@@ -91,11 +97,13 @@ def main() -> None:
             print("(no offline copy of the Traefik CRDs here: bundling without them)")
             crd_args = ["--no-crds"]
 
-        step("connected side: a signing key, then the signed bundle")
+        step("connected side: a signing key, then bundle = build the first-party images (buildah), "
+             "pull the third-party ones, sign, pack")
         run("keygen", "--output-key-prefix", "cosign")
         bundle = f"haystack-rag-{spec.release}.tar"
-        run("bundle", "--images", "IMAGES.md", "-o", bundle, "--insecure-registry", "--store", str(store),
-            "--key", "cosign.key", *crd_args)
+        run("bundle", "--images", "IMAGES.md", "--source", str(DEMO_SOURCES), "--builder", "buildah",
+            "-o", bundle, "--insecure-registry", "--store", str(store), "--key", "cosign.key", *crd_args,
+            env=build_env)
         run("inspect", bundle)
 
         step("isolated side: verify offline with the public key")
@@ -104,6 +112,14 @@ def main() -> None:
         step(f"isolated side: load into the private registry {private.host}/haystack")
         run("load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry", "--key", "cosign.pub",
             "--values-out", "values-airgap.yaml", "--crds-out", "crds", "--chart-out", "chart")
+        step("a built image as the cluster will pull it: its OCI labels and config")
+        cfg = subprocess.run(["skopeo", "inspect", "--config", "--tls-verify=false",
+                              f"docker://{private.host}/haystack/haystack-query:{spec.release}"],
+                             capture_output=True, text=True, check=True).stdout
+        config = json.loads(cfg)["config"]
+        print(json.dumps({"Labels": config.get("Labels"), "Env": config.get("Env"), "Cmd": config.get("Cmd")},
+                         indent=2))
+
         step("again: an idempotent re-run uploads nothing")
         run("-q", "load", bundle, "--registry", f"{private.host}/haystack", "--insecure-registry",
             "--key", "cosign.pub", "--values-out", "values-airgap.yaml")

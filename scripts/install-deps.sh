@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test`, `make demo` and `make bench` need on a fresh Debian/Ubuntu host:
-# the real registry (docker-registry), skopeo (second opinion), htpasswd (auth fixture),
-# then the Python virtualenv with the package and its test extras. Idempotent.
+# the real registry (docker-registry), skopeo (second opinion), htpasswd (auth fixture), the two
+# image builders (buildah; dockerd from docker.io), busybox-static (the demo's locally made base
+# image), git (`--source URL@REF`), then the Python virtualenv with the package and its test
+# extras. Idempotent: only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,10 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)  # static /bin/busybox: the demo base image
+command -v git >/dev/null 2>&1 || need+=(git)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   SUDO=""

@@ -1,0 +1,120 @@
+"""Import a ``docker save`` archive (docker-archive) into the store as an OCI image.
+
+Both archive shapes are read through their ``manifest.json``: the legacy one (``<id>/layer.tar``,
+``<id>.json``, Docker <= 24) and the OCI-layout-shaped one (``blobs/sha256/...``, Docker >= 25).
+Layers are gzip-compressed on the way in (docker saves them uncompressed) with a fixed gzip header,
+so the same layer always gives the same blob; each layer's uncompressed digest is checked against
+the config's ``rootfs.diff_ids``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+from airgap.errors import BuildError
+from airgap.model import Descriptor, Digest, parse_manifest, sha256_digest
+from airgap.model.digest import CHUNK
+from airgap.places.layout import LayoutStore
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through to ``fh``."""
+
+    def __init__(self, fh: IO[bytes]):
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def import_docker_archive(archive: Path, store: LayoutStore, tag: str, epoch: int | None = None) -> Digest:
+    """Add the single image in ``archive`` to ``store`` as ``tag``; return its manifest digest.
+
+    With ``epoch`` (SOURCE_DATE_EPOCH) the config's ``created`` and history times are set to it: the
+    classic Docker builder has no way to do that itself.
+    """
+    with tarfile.open(archive) as tar:
+        index = json.load(_member(tar, "manifest.json"))
+        if not isinstance(index, list) or len(index) != 1:
+            raise BuildError(f"{archive}: expected one image in the docker archive, found {len(index)}")
+        entry = index[0]
+        config = json.load(_member(tar, entry["Config"]))
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        if len(diff_ids) != len(entry["Layers"]):
+            raise BuildError(f"{archive}: {len(entry['Layers'])} layers but {len(diff_ids)} diff_ids in the config")
+        layers = [_add_layer(tar, name, diff_id, store) for name, diff_id in zip(entry["Layers"], diff_ids)]
+    if epoch is not None:
+        stamp = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        config["created"] = stamp
+        for h in config.get("history", []):
+            h["created"] = stamp
+    config_bytes = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+    config_desc = _add_bytes(store, config_bytes, OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc.to_json(),
+                "layers": [d.to_json() for d in layers]}
+    parsed = parse_manifest(json.dumps(manifest, separators=(",", ":")).encode(), OCI_MANIFEST)
+    store.put_manifest(parsed, tag)
+    return parsed.digest
+
+
+def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    try:
+        fh = tar.extractfile(name)
+    except KeyError:
+        fh = None
+    if fh is None:
+        raise BuildError(f"{tar.name}: docker archive has no {name}")
+    return fh
+
+
+def _add_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
+    desc = Descriptor(media_type, sha256_digest(data), len(data))
+    if not store.blob_exists(desc):
+        store.put_blob(desc, lambda: iter([data]))
+    return desc
+
+
+def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore) -> Descriptor:
+    src = _member(tar, name)
+    fd, tmp = tempfile.mkstemp(prefix=".layer-", suffix=".partial", dir=store.root / "blobs" / "sha256")
+    try:
+        raw = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            sink = _HashingWriter(out)
+            # mtime=0 and no file name in the header: identical layers give identical blobs.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
+                while chunk := src.read(CHUNK):
+                    raw.update(chunk)
+                    gz.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if f"sha256:{raw.hexdigest()}" != diff_id:
+            raise BuildError(f"{tar.name}: layer {name} has digest sha256:{raw.hexdigest()}, the config says {diff_id}")
+        desc = Descriptor(OCI_LAYER_GZIP, Digest("sha256", sink.sha.hexdigest()), sink.size)
+        os.replace(tmp, store.blob_path(desc.digest))
+        return desc
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

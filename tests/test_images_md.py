@@ -1,0 +1,94 @@
+"""The repository's own IMAGES.md is the contract with the chart: every image it lists is used by the
+chart, and every image the chart runs is listed (the Traefik entry excepted: it is for clusters that
+do not run Traefik already, and the chart never renders it).
+
+The chart is rendered by real Helm with every IMAGES.md ``values:`` path pointed at a marker
+repository; an image that still shows its default then has no IMAGES.md entry behind it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airgap.errors import InputError
+
+from airgap import imagesfile
+from airgap.build.plan import plan_builds
+from airgap.build.source import resolve_source
+
+REPO = Path(__file__).resolve().parents[1]
+HELM = REPO / ".tools/bin/helm3"
+MARK = "images-md.invalid"
+# Where the chart reads its images (values.yaml); IMAGES.md must name exactly these.
+CHART_IMAGE_PATHS = {"query.image", "indexing.image", "frontend.image", "opensearch.image",
+                     "opensearch.exporter.image", "init.image"}
+
+
+def _helm() -> str:
+    helm = str(HELM) if HELM.exists() else shutil.which("helm")
+    if helm is None:
+        pytest.fail("helm missing: run `make test` (scripts/install-helm.sh)", pytrace=False)
+    return helm
+
+
+def _pod_images(docs: list[dict]) -> set[str]:
+    images = set()
+    for doc in docs:
+        spec = (doc.get("spec") or {})
+        pod = (spec.get("template") or {}).get("spec") or spec.get("jobTemplate", {}).get("spec", {}).get(
+            "template", {}).get("spec") or {}
+        for key in ("initContainers", "containers"):
+            images |= {c["image"] for c in pod.get(key) or []}
+    return images
+
+
+def test_repository_images_md_and_the_chart_agree(tmp_path):
+    spec = imagesfile.load(REPO / "IMAGES.md")
+    keyed = {e.values: e.name for e in spec.images if e.values}
+    assert set(keyed) == CHART_IMAGE_PATHS
+    assert [e.name for e in spec.images if not e.values] == ["traefik"]
+
+    values: dict = {}
+    for path, name in keyed.items():
+        node = values
+        for part in path.split("."):
+            node = node.setdefault(part, {})
+        node.update({"registry": MARK, "repository": name, "tag": "t", "digest": ""})
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values_file)],
+                         capture_output=True, text=True, check=True).stdout
+    rendered = _pod_images([d for d in yaml.safe_load_all(out) if d])
+    # every image the chart runs comes from an IMAGES.md entry ...
+    assert {i for i in rendered if not i.startswith(f"{MARK}/")} == set()
+    # ... and every IMAGES.md entry with a values key is run by the chart
+    assert rendered == {f"{MARK}/{name}:t" for name in keyed.values()}
+
+
+def test_build_entries_match_the_upstream_layout_of_the_demo_sources(tmp_path):
+    """The demo tree mirrors haystack-rag-app's layout, so IMAGES.md's build: entries apply to it unchanged."""
+    spec = imagesfile.load(REPO / "IMAGES.md")
+    tree = resolve_source(str(REPO / "demo/haystack-rag-app"), REPO, tmp_path)
+    targets = plan_builds(spec, tree)
+    assert {t.name for t in targets} == {"haystack-query", "haystack-indexing", "haystack-frontend"}
+    for t in targets:
+        assert t.dockerfile.is_file() and t.context.is_dir()
+        assert "RUN " in t.dockerfile.read_text()
+
+
+@pytest.mark.parametrize("build, line, message", [
+    ("{context: app, dockerFile: app/Dockerfile}", 7, "image a: unknown key 'dockerFile' in build:"),
+    ("{context: app, args: [A=1]}", 7, "image a: build: args: must map names to values"),
+    ("{dockerfile: app/Dockerfile}", 6, "image a: build: needs context:"),
+])
+def test_build_entry_errors_name_the_line(tmp_path, build, line, message):
+    path = tmp_path / "IMAGES.md"
+    path.write_text(f"# x\n\n```yaml airgap\nrelease: 1.0.0\nimages:\n  - name: a\n    build: {build}\n```\n")
+    with pytest.raises(InputError) as err:
+        imagesfile.load(path)
+    assert str(err.value).startswith(f"{path}:{line}: {message}")
