@@ -46,3 +46,8 @@ class AuthError(RegistryError):
 
 class NotFound(RegistryError):
     pass
+
+
+class ManifestBlobUnknown(RegistryError):
+    """A manifest push refused because the registry lacks a blob or child manifest it references,
+    although HEAD said it was there (Nexus 3, nexus-public#264); the copy engine re-uploads and retries."""
