@@ -76,8 +76,7 @@ class Authenticator:
                 return False
             if "expired" not in body:
                 return False
-        new = self.source.renew(old)
-        if new is None or new == old:
+        if self.source.renew(old) is None:
             return False
         with self._lock:
             self._tokens.clear()  # bearer tokens obtained with the old credentials

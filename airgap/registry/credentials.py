@@ -110,7 +110,8 @@ class CredentialSource:
         raise NotImplementedError
 
     def renew(self, rejected: Credentials) -> Credentials | None:
-        """New credentials after ``rejected`` was refused; None when there is nothing newer."""
+        """Freshly obtained credentials after ``rejected`` was refused (worth one retry);
+        None when the source cannot renew."""
         return None
 
 
