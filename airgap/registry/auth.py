@@ -69,12 +69,13 @@ class Authenticator:
         if old is None:
             return False
         if resp.status_code == 403:
-            # ECR answers an expired token with 403 DENIED; other 403s are real permission errors.
+            # ECR answers an expired token with 403 DENIED "...token has expired"; other 403s are real
+            # permission errors. A HEAD answer has no body to tell: worth one renewal as well.
             try:
                 body = resp.read().decode(errors="replace").lower()
             except httpx.HTTPError:
                 return False
-            if "expired" not in body:
+            if "expired" not in body and not (resp.request.method == "HEAD" and not body.strip()):
                 return False
         if self.source.renew(old) is None:
             return False

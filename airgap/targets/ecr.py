@@ -117,13 +117,13 @@ class EcrCredentials(CredentialSource):
         self._lock = threading.Lock()
         self._creds: Credentials | None = None
         self._valid_until = 0.0
-        self._fetched_at = 0.0
+        self._renewed_at = -MIN_RENEW_INTERVAL
         self.fetches = 0
 
     def _fetch(self) -> Credentials:
         creds, ttl = self._ecr.authorization_token()
         now = time.monotonic()
-        self._creds, self._valid_until, self._fetched_at = creds, now + ttl, now
+        self._creds, self._valid_until = creds, now + ttl
         self.fetches += 1
         return creds
 
@@ -137,8 +137,10 @@ class EcrCredentials(CredentialSource):
         with self._lock:
             if self._creds is not None and self._creds != rejected:
                 return self._creds  # another thread renewed already
-            if time.monotonic() - self._fetched_at < MIN_RENEW_INTERVAL:
-                time.sleep(MIN_RENEW_INTERVAL)
+            if time.monotonic() - self._renewed_at < MIN_RENEW_INTERVAL:
+                # Renewed a moment ago by a concurrent request that met the same expiry.
+                return self._creds
             # A fresh answer is worth one retry even when the secret reads the same: the service may
             # have re-validated it (callers retry a request once per renewal).
+            self._renewed_at = time.monotonic()
             return self._fetch()
