@@ -9,15 +9,13 @@ import os
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
 
 from airgap.bundle.format import BundleImage, BundleManifest
 from airgap.emit import containerd, kustomize, registries_conf
-from airgap.emit.mapping import ImageMapping, mappings
-from airgap.model.reference import Reference
+from airgap.emit.mapping import mappings
 from airgap.registry.client import Target
 from helpers import REPO, airgap, demo_images_md, demo_layout, load_json
 from registry_server import run_skopeo
