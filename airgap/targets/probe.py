@@ -81,6 +81,7 @@ def _referrers(t: OpenTarget) -> Capability:
     source = "probed" if supported is not None else "profile"
     if supported is None:
         supported = bool(t.profile.referrers)
+    # Bundles carry no signatures yet; this is the scheme a signature-carrying bundle would use.
     plan = ("signatures and attestations as referrers (subject field)" if supported
             else "signatures under the tag scheme sha256-<hex>.sig / .att")
     return Capability("referrers API", "yes" if supported else "no", source, plan)
