@@ -192,6 +192,26 @@ def build(obj, images_path, only, store, as_json, source, builder, build_args) -
         click.echo(f"{b.ref} {b.digest} ({b.builder}, {b.seconds:.1f} s)", err=as_json)
 
 
+def _target_options(f):
+    f = click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Directory for the --emit files (default: current directory).")(f)
+    f = click.option("--emit", default="", metavar="LIST",
+                     help="Also write, into --out-dir: values (values-airgap.yaml), containerd (certs.d/*/hosts.toml), "
+                          "registries-conf (CRI-O/podman registries.conf), kustomize (a Component with images:). "
+                          "Comma-separated.")(f)
+    f = click.option("--no-chart-push", is_flag=True,
+                     help="Do not push the bundled chart as an OCI artifact (PREFIX/charts/<name>:<version>).")(f)
+    f = click.option("--mount/--no-mount", default=None,
+                     help="Force cross-repository blob mounts on or off (default: what the target supports; "
+                          "ECR only when its registry has mounting enabled).")(f)
+    f = click.option("--create-namespaces", is_flag=True,
+                     help="Create missing Harbor projects through the Harbor API (needs an admin or system robot).")(f)
+    f = click.option("--target", "target_kind", default="auto", show_default=True,
+                     type=click.Choice(["auto", "generic", "harbor", "ecr", "nexus"]),
+                     help="Kind of registry; auto detects ECR by host name, Harbor and Nexus by their APIs.")(f)
+    return f
+
+
 _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", "password_stdin")
 
 
@@ -216,11 +236,14 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where policy.json, registries.d/ and kyverno-policy.yaml go (default: next to the values file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_target_options
 @_registry_options
 @click.pass_obj
 def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
-         insecure_skip_verify, allow_downgrade, policy_dir, as_json, **reg) -> None:
+         insecure_skip_verify, allow_downgrade, policy_dir, as_json, target_kind, create_namespaces, mount,
+         no_chart_push, emit, out_dir, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
+    from airgap.emit import parse_emit
     from airgap.loader import LoadOptions, load_bundle
 
     to_stdout = values_out == "-"
@@ -236,7 +259,9 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
                        policy_dir=policy_dir, target=Target.parse(registry),
                        registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
-                       dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir)
+                       dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
+                       create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
+                       emit=parse_emit(emit) if emit else (), out_dir=out_dir)
     progress = make_progress(obj["quiet"])
     try:
         result = load_bundle(list(bundle_paths), opts, progress)
@@ -255,6 +280,33 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
         click.echo(result.values, nl=False)
     for p in result.written:
         click.echo(f"wrote {p}", err=True)
+    if result.chart and not dry_run:
+        click.echo(f"chart: helm pull {result.chart} --version {result.chart_version}", err=True)
+
+
+@cli.command()
+@click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]", help="Registry to probe.")
+@click.option("--target", "target_kind", default="auto", show_default=True,
+              type=click.Choice(["auto", "generic", "harbor", "ecr", "nexus"]), help="Kind of registry.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@_registry_options
+def probe(registry, target_kind, as_json, **reg) -> None:
+    """Show what a registry supports (auth, mount, referrers, chunked upload, OCI index) and what a load does about it."""
+    from airgap.targets.probe import probe as run_probe
+
+    result = run_probe(Target.parse(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS}), target_kind)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(f"[bold]{result.registry}[/]: {result.kind} ({result.reason})")
+    table = Table("capability", "target", "from", "what airgap does", box=None)
+    for c in result.capabilities:
+        table.add_row(c.name, c.supported, c.source, c.plan)
+    console.print(table)
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError
+from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError, ManifestBlobUnknown
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import Store
@@ -317,11 +317,11 @@ class CopyEngine:
         if isinstance(r.root, ImageIndex):
             for child in r.images:
                 if not dst.manifest_exists(child.digest):
-                    dst.put_manifest(child)
+                    self._put_manifest(r, child)
                     n += 1
         if not r.job.tags:
             if not dst.manifest_exists(r.root.digest):
-                dst.put_manifest(r.root)
+                self._put_manifest(r, r.root)
                 n += 1
             if r.job.kind == "image":
                 self.progress.image_done()
@@ -329,8 +329,25 @@ class CopyEngine:
         for tag in r.job.tags:
             # Check first: Harbor and ECR refuse re-pushing an immutable tag even with the same digest.
             if dst.resolve_tag(tag) != r.root.digest:
-                dst.put_manifest(r.root, tag)
+                self._put_manifest(r, r.root, tag)
                 n += 1
         if r.job.kind == "image":
             self.progress.image_done()
         return n
+
+    def _put_manifest(self, r: _Resolved, manifest: Manifest, tag: str | None = None) -> None:
+        """Push one manifest; when the registry says it lacks a blob that HEAD claimed it had
+        (Nexus, nexus-public#264), upload everything it references again, unconditionally, and retry once."""
+        try:
+            r.job.dst.put_manifest(manifest, tag)
+            return
+        except ManifestBlobUnknown:
+            self.progress.note(f"! {r.job.dst.description}: registry lost content of {manifest.digest.short}; "
+                               "re-uploading it without trusting HEAD")
+        children = r.images if isinstance(manifest, ImageIndex) else [manifest]
+        for image in children:
+            for blob in image.blobs():
+                self._upload(r.job.src, r.job.dst, blob)
+            if image is not manifest:
+                r.job.dst.put_manifest(image)
+        r.job.dst.put_manifest(manifest, tag)

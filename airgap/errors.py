@@ -52,3 +52,8 @@ class NotFound(RegistryError):
 class BuildError(AirgapError):
     """A build failed (the message ends with the last lines of its log) or no builder can run."""
     exit_code = 5
+
+
+class ManifestBlobUnknown(RegistryError):
+    """A manifest push refused because the registry lacks a blob or child manifest it references,
+    although HEAD said it was there (Nexus 3, nexus-public#264); the copy engine re-uploads and retries."""

@@ -1,8 +1,10 @@
 """Isolated side: bundle -> private registry, then the files that point the cluster at it.
 
 Nothing is pushed until the bundle has passed every check: its signature and every image signature
-(with ``key``), structure (no truncated member, every blob present), chart and CRD checksums, the
-release record (no downgrade), and the digest of every blob the target does not hold yet.
+(with ``key``), structure (no truncated member, every blob or part present), chart and CRD
+checksums, the release record (no downgrade), and the digest of every blob the target does not hold
+yet. The target's kind (Harbor, ECR, Nexus, generic) decides provisioning and quirks
+(airgap/targets/).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.copy import CopyEngine, CopyJob, CopyReport, MissingBlobs
 from airgap.emit.policy import write_policies
 from airgap.emit.values import render_values
-from airgap.errors import InputError
+from airgap.errors import AirgapError, InputError
 from airgap.fsutil import atomic_write
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, RegistryOptions, Target
-from airgap.releases import check_downgrade, read_record, write_record
+from airgap.registry.client import RegistryOptions, Target
+from airgap.releases import RECORD_REPOSITORY, check_downgrade, read_record, write_record
 from airgap.sign.cosign import signature_tag
 from airgap.sign.keys import PublicKey
 from airgap.verify import verify_signatures
@@ -41,6 +43,12 @@ class LoadOptions:
     key: PublicKey | None = None
     insecure_skip_verify: bool = False
     allow_downgrade: bool = False
+    target_kind: str = "auto"    # auto | generic | harbor | ecr | nexus (airgap/targets/)
+    create_namespaces: bool = False  # create missing Harbor projects
+    mount: bool | None = None    # override the target profile's cross-repository mount
+    push_chart: bool = True      # the chart as an OCI artifact at PREFIX/charts/<name>:<version>
+    emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
+    out_dir: Path | None = None
 
 
 @dataclass
@@ -50,9 +58,16 @@ class LoadResult:
     written: list[Path]
     seconds: float
     verified_by: str = ""
+    target_kind: str = "generic"
+    target_reason: str = ""
+    created: list[str] = field(default_factory=list)
+    chart: str | None = None     # oci:// reference of the pushed chart
+    chart_version: str = ""
 
     def to_json(self) -> dict:
         out = self.report.to_json()
+        out["target"] = {"kind": self.target_kind, "reason": self.target_reason, "created": self.created}
+        out["chart"] = {"ref": self.chart, "version": self.chart_version} if self.chart else None
         out["files_written"] = [str(p) for p in self.written]
         out["seconds"] = round(self.seconds, 3)
         out["verified_by"] = self.verified_by
@@ -85,18 +100,35 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     progress.note(f"bundle {bundle.name}: release {m.release}, {len(m.images)} images, "
                   f"{m.blob_count} blobs -> {options.target}")
 
-    client = RegistryClient(options.target.host, options.registry)
+    from airgap.targets import open_target, provision
+    opened = open_target(options.target, options.registry, options.target_kind, mount=options.mount)
+    target, client = opened.target, opened.client
+    progress.note(f"target {opened.target}: {opened.profile.title} ({opened.kind}: {opened.detection.reason})")
+    created: list[str] = []
+    chart_ref, chart_version = None, ""
     try:
-        record = read_record(client, options.target, options.key, progress)
-        check_downgrade(record, m, options.target, options.allow_downgrade, progress)
+        record = read_record(client, target, options.key, progress)
+        check_downgrade(record, m, target, options.allow_downgrade, progress)
         src = reader.store()
         jobs: list[CopyJob] = []
         for i in m.images:
-            dst = RegistryStore(client, options.target.repository(i.name))
+            dst = RegistryStore(client, target.repository(i.name), mount=opened.profile.mount)
             jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag]))
             for s in i.signatures:
                 jobs.append(CopyJob(f"{i.name} signature", src, s["digest"], dst, [signature_tag(s["signed"])],
                                     kind="signature"))
+        if options.push_chart and m.chart:
+            from airgap import chartoci
+            art = chartoci.build(reader.read_member(m.chart.path, limit=64 << 20), f"{bundle.name}:{m.chart.path}")
+            chart_repo = target.repository(f"charts/{art.name}")
+            jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
+                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
+            chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
+        if not options.dry_run:
+            repos = [j.dst.repository for j in jobs if isinstance(j.dst, RegistryStore)]
+            if options.key is not None:
+                repos.append(target.repository(RECORD_REPOSITORY))
+            created = provision(opened, repos, options.create_namespaces, progress)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
         try:
@@ -108,22 +140,32 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                           f"manifest {str(base.get('digest', '?'))[:19]}): load that first") from None
         if not options.dry_run and options.key is not None:
             # Only a verified, signed bundle is recorded: the record is trusted for its signature.
-            signature = reader.read_member(SIGNATURE_NAME, 4096)
-            write_record(client, options.target, reader.manifest_bytes, signature, record, m.created)
+            try:
+                write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, 4096),
+                             record, m.created)
+            except AirgapError as exc:
+                progress.note(f"warning: could not record release {m.release} in {target} for rollback "
+                              f"protection: {exc}")
     finally:
-        client.close()
+        opened.close()
 
-    values = render_values(m, options.target, bundle.name)
+    values = render_values(m, target, bundle.name)
     written: list[Path] = []
     if not options.dry_run:
         if options.values_out:
             atomic_write(options.values_out, values.encode())
             written.append(options.values_out)
         if options.key is not None and options.policy_dir is not None:
-            written += write_policies(options.policy_dir, m, options.target, options.key)
+            written += write_policies(options.policy_dir, m, target, options.key)
         if options.crds_out:
             for f in m.crds:
                 written.append(reader.extract_file(f, options.crds_out / Path(f.path).name))
         if options.chart_out and m.chart:
             written.append(reader.extract_file(m.chart, options.chart_out / Path(m.chart.path).name))
-    return LoadResult(report, values, written, time.monotonic() - t0, verified_by)
+        if options.emit:
+            from airgap.emit import render_all, write_all
+            files = render_all(options.emit, m, target, bundle.name, insecure=options.registry.insecure,
+                               ca_file=str(options.registry.ca_file) if options.registry.ca_file else None)
+            written += write_all(options.out_dir or Path("."), files)
+    return LoadResult(report, values, written, time.monotonic() - t0, verified_by, opened.kind,
+                      opened.detection.reason, created, chart_ref, chart_version)

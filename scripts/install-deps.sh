@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test`, `make demo` and `make bench` need on a fresh Debian/Ubuntu host:
-# the real registry (docker-registry), skopeo (second opinion), htpasswd (auth fixture), the two
-# image builders (buildah; dockerd from docker.io), busybox-static (the demo's locally made base
-# image), git (`--source URL@REF`), then the Python virtualenv with the package and its test
-# extras. Idempotent: only what is missing is installed.
+# the real registry (docker-registry), skopeo (second opinion), htpasswd (auth fixture), nginx (Nexus
+# stand-in), the two image builders (buildah; dockerd from docker.io), busybox-static (the demo's
+# locally made base image), git (`--source URL@REF`), then the Python virtualenv with the package and
+# its test extras. Idempotent: only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ need=()
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)  # reverse proxy playing Nexus in tests
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)

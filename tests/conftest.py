@@ -41,11 +41,11 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start
     """
     started: list[RegistryProcess] = []
 
-    def start(tls: bool = False, auth: bool = False) -> Registry:
+    def start(tls: bool = False, auth: bool = False, **kw) -> Registry:
         try:
             require_tools("docker-registry")
             workdir = tmp_path_factory.mktemp("registry")
-            rp = start_registry(workdir, tls=tls, auth=auth)
+            rp = start_registry(workdir, tls=tls, auth=auth, **kw)
         except RegistryError as exc:
             problem = str(exc)
         else:

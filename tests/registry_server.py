@@ -247,11 +247,14 @@ def start_registry(
     auth: bool = False,
     ready_timeout: float = 30.0,
     attempts: int = 3,
+    credentials: tuple[str, str] | None = None,
+    auth_config: dict | None = None,
 ) -> RegistryProcess:
     """Start a registry storing under ``workdir/data``; return once GET /v2/ answers.
 
     ``workdir`` must not exist yet or be empty. The caller owns the result and must call
-    ``stop()`` (use :func:`running_registry` for a context manager).
+    ``stop()`` (use :func:`running_registry` for a context manager). ``credentials`` fixes the htpasswd
+    user and password (ECR's ``AWS``/token); ``auth_config`` replaces the ``auth`` section (token auth).
     """
     require_tools("docker-registry")
     workdir = Path(workdir)
@@ -264,9 +267,13 @@ def start_registry(
         ca_file, cert_file, key_file = _make_tls(workdir)
     username = password = None
     htpasswd = None
-    if auth:
-        username, password = "user", secrets.token_urlsafe(16)
+    if credentials:
+        auth = True
+    if auth and not auth_config:
+        username, password = credentials or ("user", secrets.token_urlsafe(16))
         htpasswd = _make_htpasswd(workdir, username, password)
+    if auth_config:
+        auth = True
 
     last_error = ""
     for attempt in range(attempts):
@@ -285,7 +292,9 @@ def start_registry(
             },
             "http": http,
         }
-        if auth:
+        if auth_config:
+            config["auth"] = auth_config
+        elif auth:
             config["auth"] = {"htpasswd": {"realm": "test", "path": str(htpasswd)}}
         # JSON is valid YAML; no need for a YAML writer here.
         config_path = workdir / "config.yml"

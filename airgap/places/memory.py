@@ -1,4 +1,5 @@
-"""Small content held in memory (signature payloads, load records) as a read-only place."""
+"""A read-only place holding a few small blobs and manifests in memory: artifacts we make ourselves
+(the chart as an OCI artifact, the release record), copied by the same engine as images."""
 
 from __future__ import annotations
 
@@ -12,29 +13,33 @@ from airgap.places.base import Store
 
 
 class MemoryStore(Store):
-    def __init__(self, description: str = "memory"):
+    def __init__(self, description: str = "memory", blobs: dict[Digest, bytes] | None = None,
+                 manifests: dict[str, Manifest] | None = None):
         self.description = description
-        self.blobs: dict[Digest, bytes] = {}
-        self.manifests: dict[str, Manifest] = {}
+        self._blobs: dict[Digest, bytes] = dict(blobs or {})
+        self._manifests: dict[str, Manifest] = dict(manifests or {})  # by tag and by digest
 
     def add_blob(self, data: bytes, digest: Digest) -> None:
-        self.blobs[digest] = data
+        self._blobs[digest] = data
 
     def add_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
-        self.manifests[str(manifest.digest)] = manifest
+        self._manifests[str(manifest.digest)] = manifest
         if tag:
-            self.manifests[tag] = manifest
+            self._manifests[tag] = manifest
 
     def fetch_manifest(self, ref: str) -> Manifest:
         try:
-            return self.manifests[ref]
+            return self._manifests[ref]
         except KeyError:
             raise NotFound(f"{self.description}: no manifest {ref}") from None
 
     @contextmanager
     def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         try:
-            data = self.blobs[desc.digest]
+            data = self._blobs[desc.digest]
         except KeyError:
             raise NotFound(f"{self.description}: no blob {desc.digest}") from None
         yield iter((data,))
+
+    def blob_exists(self, desc: Descriptor) -> bool:
+        return desc.digest in self._blobs

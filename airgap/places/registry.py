@@ -7,12 +7,13 @@ from contextlib import contextmanager
 
 import httpx
 
-from airgap.errors import NotFound, RegistryError
+from airgap.errors import ManifestBlobUnknown, NotFound, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.manifest import Manifest
 from airgap.model.mediatypes import MANIFEST_ACCEPT
 from airgap.places.base import BlobBody, Store
+from airgap.registry.auth import error_text
 from airgap.registry.client import RegistryClient, Transient
 
 
@@ -20,9 +21,12 @@ class RegistryStore(Store):
     # PUT ...?digest= commits an upload only when the bytes hash to that digest (distribution-spec).
     checks_digests_on_write = True
 
-    def __init__(self, client: RegistryClient, repository: str):
+    def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True):
         self.client = client
         self.repository = repository
+        # False where the registry cannot mount (Nexus) or mounts only when enabled (ECR): asking
+        # would cost a POST and a cancelled upload session per blob.
+        self.mount = mount
         self.description = f"{client.host}/{repository}"
         self._pull = f"repository:{repository}:pull"
         self._push = f"repository:{repository}:pull,push"
@@ -32,7 +36,7 @@ class RegistryStore(Store):
         return f"registry:{self.client.host}"
 
     def _path(self, kind: str, ref: str = "") -> str:
-        return f"/v2/{self.repository}/{kind}/{ref}"
+        return f"{self.client.repo_path(self.repository)}/{kind}/{ref}"
 
     # -- reading --------------------------------------------------------------------------------
     def fetch_manifest(self, ref: str) -> Manifest:
@@ -90,10 +94,10 @@ class RegistryStore(Store):
                                    ok=(201, 202), what=what)
 
     def mount_blob(self, desc: Descriptor, source: Store) -> bool:
-        if not isinstance(source, RegistryStore) or source.client.host != self.client.host:
+        if not self.mount or not isinstance(source, RegistryStore) or source.client.host != self.client.host:
             return False
         scope = f"{self._push} repository:{source.repository}:pull"
-        resp = self._start_upload({"mount": str(desc.digest), "from": source.repository}, scope,
+        resp = self._start_upload({"mount": str(desc.digest), "from": self.client.api_name(source.repository)}, scope,
                                   f"mount of blob {desc.digest.short} into {self.repository}")
         if resp.status_code == 201:
             return True
@@ -128,6 +132,9 @@ class RegistryStore(Store):
             presp = self.client.http.request("PATCH", patch_url, headers=headers, content=body())
         except httpx.TransportError as exc:
             raise Transient(f"registry {self.client.host}: {what} broke off: {exc}") from None
+        if presp.status_code in (401, 403) and auth and self.client.auth.renew(presp):
+            # The token expired while we streamed (ECR, 12 h): the engine retries with the new one.
+            raise Transient(f"registry {self.client.host}: {what}: credentials expired, renewed")
         if presp.status_code not in (201, 202, 204):
             self.client.raise_for(presp, what)
         put_loc = presp.headers.get("location") or loc
@@ -138,9 +145,35 @@ class RegistryStore(Store):
 
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
         ref = tag or str(manifest.digest)
-        self.client.request("PUT", self._path("manifests", ref), scope=self._push,
-                            headers={"Content-Type": manifest.media_type}, content=manifest.data,
-                            ok=(200, 201, 202, 204), what=f"push of manifest {self.repository}:{ref}")
+        what = f"push of manifest {self.repository}:{ref}"
+        resp = self.client.request("PUT", self._path("manifests", ref), scope=self._push,
+                                   headers={"Content-Type": manifest.media_type}, content=manifest.data,
+                                   ok=(200, 201, 202, 204, 400, 409, 412), what=what)
+        if resp.status_code < 300:
+            return
+        codes = _error_codes(resp)
+        if codes & {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"}:
+            raise ManifestBlobUnknown(f"registry {self.client.host}: {what}: it lacks content the manifest "
+                                      f"references ({error_text(resp)})")
+        if tag and (resp.status_code in (409, 412) or codes & {"TAG_INVALID"}
+                    or "immutable" in resp.text.lower()):
+            # Harbor tag immutability answers 412, ECR IMMUTABLE repositories 400 TAG_INVALID, even
+            # when the tag already names this very digest: then there is nothing to do.
+            have = self.resolve(tag)
+            if have == manifest.digest:
+                return
+            if have is not None:
+                raise RegistryError(f"registry {self.client.host}: tag {self.repository}:{tag} is immutable and "
+                                    f"points at {have}, not {manifest.digest} ({error_text(resp)}); "
+                                    "push under a new tag or lift the immutability rule")
+        self.client.raise_for(resp, what)
+
+
+def _error_codes(resp: httpx.Response) -> set[str]:
+    try:
+        return {str(e.get("code", "")).upper() for e in resp.json().get("errors") or [] if isinstance(e, dict)}
+    except (ValueError, AttributeError):
+        return set()
 
 
 def open_repository(client: RegistryClient, repository: str) -> RegistryStore:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from airgap.errors import AuthError
-from airgap.registry.credentials import Credentials
+from airgap.registry.credentials import Credentials, CredentialSource, StaticSource
 
 _PARAM_RE = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -48,22 +48,48 @@ def _merge_scopes(*scopes: str) -> str:
 class Authenticator:
     """Holds what one registry asked for and the tokens it gave, per scope."""
 
-    def __init__(self, host: str, credentials: Credentials | None, http: httpx.Client,
+    def __init__(self, host: str, credentials: Credentials | CredentialSource | None, http: httpx.Client,
                  may_send_credentials: Callable[[], None]):
         self.host = host
-        self.credentials = credentials
+        self.source = credentials if isinstance(credentials, CredentialSource) else StaticSource(credentials)
         self._http = http
         self._check_transport = may_send_credentials  # raises when creds would travel in clear text
         self._challenge: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.source.get()
+
+    def renew(self, resp: httpx.Response) -> bool:
+        """The registry refused credentials we sent (ECR: 'Your authorization token has expired'):
+        True when the source has newer ones and the request is worth retrying."""
+        old = self.credentials
+        if old is None:
+            return False
+        if resp.status_code == 403:
+            # ECR answers an expired token with 403 DENIED "...token has expired"; other 403s are real
+            # permission errors. A HEAD answer has no body to tell: worth one renewal as well.
+            try:
+                body = resp.read().decode(errors="replace").lower()
+            except httpx.HTTPError:
+                return False
+            if "expired" not in body and not (resp.request.method == "HEAD" and not body.strip()):
+                return False
+        if self.source.renew(old) is None:
+            return False
+        with self._lock:
+            self._tokens.clear()  # bearer tokens obtained with the old credentials
+        return True
+
     def header_for(self, scope: str) -> str | None:
         ch = self._challenge
         if ch is None:
             return None
         if ch.scheme == "basic":
-            return self.credentials.basic_header() if self.credentials else None
+            creds = self.credentials
+            return creds.basic_header() if creds else None
         if ch.scheme == "bearer":
             with self._lock:
                 tok = self._tokens.get(scope)
@@ -104,15 +130,16 @@ class Authenticator:
         for part in full_scope.split():
             query.append(("scope", part))
         headers = {}
-        if self.credentials:
+        creds = self.credentials
+        if creds:
             self._check_transport()
-            headers["Authorization"] = self.credentials.basic_header()
+            headers["Authorization"] = creds.basic_header()
         try:
             resp = self._http.get(realm, params=query, headers=headers)
         except httpx.HTTPError as exc:
             raise AuthError(f"cannot reach token service {realm} of registry {self.host}: {exc}") from None
         if resp.status_code in (401, 403):
-            who = f"as {self.credentials.username!r}" if self.credentials else "anonymously"
+            who = f"as {creds.username!r}" if creds else "anonymously"
             raise AuthError(f"registry {self.host} refused a token {who} for {full_scope or 'registry'}: "
                             f"{_error_text(resp)}")
         if resp.status_code != 200:

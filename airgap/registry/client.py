@@ -89,9 +89,13 @@ def is_loopback(host: str) -> bool:
 
 class RegistryClient:
     def __init__(self, host: str, options: RegistryOptions | None = None,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None,
+                 credentials: creds.CredentialSource | None = None, api_root: str = ""):
         self.host = host
         self.options = options or RegistryOptions()
+        # Nexus serves each hosted repository's API under /repository/<repo>/v2/ as well as with
+        # path-based routing; api_root "/repository/<repo>" maps "<repo>/<name>" onto that endpoint.
+        self.api_root = api_root.rstrip("/")
         scheme = "http" if self.options.insecure else "https"
         self.base = f"{scheme}://{host}"
         verify: ssl.SSLContext | bool = True
@@ -108,9 +112,9 @@ class RegistryClient:
             follow_redirects=False,
             transport=transport,  # tests swap in httpx.MockTransport for protocol edge cases
         )
-        self.auth = Authenticator(
-            host, creds.resolve(host, self.options.username, self.options.password), self.http,
-            self._check_credentials_transport)
+        source = credentials or creds.StaticSource(
+            creds.resolve(host, self.options.username, self.options.password))
+        self.auth = Authenticator(host, source, self.http, self._check_credentials_transport)
 
     def close(self) -> None:
         self.http.close()
@@ -119,6 +123,19 @@ class RegistryClient:
         if self.options.insecure and not is_loopback(self.host) and not self.options.allow_insecure_auth:
             raise AuthError(f"registry {self.host} asks for credentials over plain HTTP; refusing to send them "
                             "in clear text (use TLS, or pass --allow-insecure-auth if this network is trusted)")
+
+    def repo_path(self, repository: str) -> str:
+        """The URL path of a repository's API: ``/v2/<repository>``, or Nexus's per-repository
+        endpoint ``/repository/<hosted>/v2/<rest>`` when the client was given that ``api_root``."""
+        if self.api_root:
+            hosted = self.api_root.rsplit("/", 1)[-1]
+            if repository.startswith(hosted + "/"):
+                return f"{self.api_root}/v2/{repository[len(hosted) + 1:]}"
+        return f"/v2/{repository}"
+
+    def api_name(self, repository: str) -> str:
+        """The repository name as the API endpoint knows it (for mount's ``from=``)."""
+        return self.repo_path(repository).split("/v2/", 1)[1]
 
     # -- requests -------------------------------------------------------------------------------
     def _url(self, path_or_url: str) -> str:
@@ -130,6 +147,21 @@ class RegistryClient:
         """A request without a streamed body, retried and authenticated; raises on a non-``ok`` answer."""
         resp = self._send(lambda h: self.http.request(method, self._url(path), headers=h, content=content,
                                                       params=params), scope, headers)
+        if resp.status_code not in ok:
+            self.raise_for(resp, what or f"{method} {path}")
+        return resp
+
+    def api(self, method: str, path: str, *, json: object | None = None, params: dict[str, str] | None = None,
+            ok: tuple[int, ...] = (200,), what: str = "") -> httpx.Response:
+        """A registry product's own API (Harbor's /api/v2.0): Basic credentials up front, as its
+        swagger declares, since these endpoints send no challenge to learn from."""
+        headers: dict[str, str] = {}
+        creds_now = self.auth.credentials
+        if creds_now:
+            self._check_credentials_transport()
+            headers["Authorization"] = creds_now.basic_header()
+        resp = self._send(lambda h: self.http.request(method, self._url(path), headers={**h, **headers}, json=json,
+                                                      params=params), "", None, on_foreign=True)
         if resp.status_code not in ok:
             self.raise_for(resp, what or f"{method} {path}")
         return resp
@@ -179,10 +211,14 @@ class RegistryClient:
                 continue
             if resp.status_code == 401 and not auth_retried and not on_foreign:
                 header = resp.headers.get("www-authenticate")
-                if self.auth.on_challenge(header, scope, had_auth):
+                if self.auth.on_challenge(header, scope, had_auth) or (had_auth and self.auth.renew(resp)):
                     resp.close()
                     auth_retried = True
                     continue
+            if resp.status_code == 403 and had_auth and not auth_retried and self.auth.renew(resp):
+                resp.close()
+                auth_retried = True
+                continue
             if resp.status_code in RETRY_STATUS and attempt + 1 < self.options.retries:
                 attempt += 1
                 retry_after = resp.headers.get("retry-after")

@@ -97,3 +97,27 @@ def resolve(host: str, username: str | None = None, password: str | None = None)
     if username or password:
         raise InputError("give both a registry username and a password (or neither)")
     return from_docker_config(host)
+
+
+class CredentialSource:
+    """Where the Authenticator gets credentials; ``renew`` when the registry rejected them.
+
+    Static credentials (flags, env, docker config) cannot be renewed; short-lived ones (ECR's 12 h
+    tokens) fetch new ones when they expire, including mid-load.
+    """
+
+    def get(self) -> Credentials | None:
+        raise NotImplementedError
+
+    def renew(self, rejected: Credentials) -> Credentials | None:
+        """Freshly obtained credentials after ``rejected`` was refused (worth one retry);
+        None when the source cannot renew."""
+        return None
+
+
+class StaticSource(CredentialSource):
+    def __init__(self, credentials: Credentials | None):
+        self._credentials = credentials
+
+    def get(self) -> Credentials | None:
+        return self._credentials

@@ -1,0 +1,122 @@
+"""Loading into Harbor: the Harbor stand-in (harbor_standin.py, written from Harbor's swagger) in front
+of a real Distribution registry with token auth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harbor_standin import HarborStandIn, TokenSigner
+from helpers import airgap, demo_images_md, demo_layout, load_json
+
+ADMIN_PW = "Harbor12345-test"
+ROBOT = "robot$haystack+ci"
+ROBOT_PW = "r0bot-S3cret-value"
+
+
+@pytest.fixture
+def harbor(registry_factory, tmp_path_factory):
+    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), {"admin": ADMIN_PW, ROBOT: ROBOT_PW})
+    standin.start()
+    try:
+        backend = registry_factory(auth_config=standin.auth_config())
+        standin.attach(backend.host)
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    out = tmp_path / "bundle.tar"
+    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
+           "--store", str(tmp_path / "store"))
+    return out, digests
+
+
+def _admin() -> dict:
+    return {"AIRGAP_REGISTRY_USERNAME": "admin", "AIRGAP_REGISTRY_PASSWORD": ADMIN_PW}
+
+
+def test_missing_project_is_explained_not_a_bare_401(bundle, harbor, tmp_path):
+    path, _ = bundle
+    proc = airgap("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+                  "--values-out", str(tmp_path / "v.yaml"), env=_admin(), check=False)
+    assert proc.returncode == 4
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Harbor project 'haystack' does not exist" in last and "--create-namespaces" in last
+    assert "misleading" in last and ADMIN_PW not in proc.stderr
+    assert "harbor" in proc.stderr.lower() and "systeminfo" in proc.stderr  # detected, and says how
+
+
+def test_create_namespaces_then_push_with_bearer_tokens(bundle, harbor, tmp_path):
+    path, digests = bundle
+    report = load_json("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+                       "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"), env=_admin())
+    assert report["target"]["kind"] == "harbor" and report["target"]["created"] == ["haystack"]
+    assert harbor.created == ["haystack"]
+    assert report["blobs_mounted"] == 1  # Harbor mounts across repositories of a project
+    assert all(i["status"] == "copied" for i in report["images"])
+
+
+def test_robot_account_with_dollar_in_its_name(bundle, harbor, tmp_path):
+    path, _ = bundle
+    harbor.projects.add("haystack")
+    proc = airgap("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+                  "--username", ROBOT, "--password-stdin", "--json", "--values-out", str(tmp_path / "v.yaml"),
+                  input=ROBOT_PW + "\n")
+    assert json.loads(proc.stdout)["bytes_uploaded"] > 0
+    assert ROBOT_PW not in proc.stderr + proc.stdout + (tmp_path / "v.yaml").read_text()
+    # A project robot may not create projects: the error says who may.
+    proc = airgap("load", str(path), "--registry", f"{harbor.host}/other", "--insecure-registry",
+                  "--create-namespaces", "--username", ROBOT, "--password-stdin", input=ROBOT_PW + "\n", check=False)
+    assert proc.returncode == 4 and "system robot" in proc.stderr and ROBOT in proc.stderr
+
+
+def test_immutable_tags_rerun_is_a_noop(bundle, harbor, tmp_path):
+    path, _ = bundle
+    harbor.projects.add("frozen")
+    harbor.immutable.add("frozen")
+    args = ["load", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
+            "--values-out", str(tmp_path / "v.yaml")]
+    load_json(*args, env=_admin())
+    again = load_json(*args, env=_admin())
+    assert again["manifests_pushed"] == 0 and all(i["status"] == "present" for i in again["images"])
+
+
+def test_probe_harbor(harbor):
+    harbor.projects.add("haystack")
+    doc = json.loads(airgap("probe", "--registry", f"{harbor.host}/haystack", "--insecure-registry", "--json",
+                            env=_admin()).stdout)
+    caps = {c["name"]: c for c in doc["capabilities"]}
+    assert doc["kind"] == "harbor"
+    assert caps["auth scheme"]["supported"].startswith("Bearer") and "/service/token" in caps["auth scheme"]["plan"]
+    assert caps["namespaces"]["supported"] == "project must exist"
+    assert caps["immutable tags"]["supported"] == "possible"
+
+
+def test_immutable_412_for_the_same_digest_counts_as_pushed(bundle, harbor, tmp_path):
+    """Harbor answers 412 to a re-push of an immutable tag even with the same digest: that is success;
+    a different digest is refused with a message naming the tag."""
+    from airgap.errors import RegistryError
+    from airgap.places.registry import RegistryStore
+    from airgap.registry.client import RegistryClient, RegistryOptions
+
+    path, _ = bundle
+    harbor.projects.add("frozen")
+    harbor.immutable.add("frozen")
+    load_json("load", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
+              "--values-out", str(tmp_path / "v.yaml"), env=_admin())
+    client = RegistryClient(harbor.host, RegistryOptions(insecure=True, username="admin", password=ADMIN_PW))
+    try:
+        store = RegistryStore(client, "frozen/opensearch")
+        index = store.fetch_manifest("2.18.0")
+        store.put_manifest(index, "2.18.0")  # 412 from Harbor, same digest: fine
+        child = store.fetch_manifest(str(index.manifests[0].digest))
+        with pytest.raises(RegistryError, match="frozen/opensearch:2.18.0 is immutable"):
+            store.put_manifest(child, "2.18.0")
+    finally:
+        client.close()
