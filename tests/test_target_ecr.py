@@ -151,7 +151,7 @@ def bundle(tmp_path):
 def test_repositories_created_and_token_from_the_aws_chain(bundle, ecr, tmp_path):
     path, digests = bundle
     ecr.ecr.create_repository(repositoryName="haystack/opensearch")  # exists already: fine
-    report = load_json("load", str(path), "--registry", f"{ecr.data.host}/haystack", "--insecure-registry",
+    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/haystack", "--insecure-registry",
                        "--target", "ecr", "--values-out", str(tmp_path / "v.yaml"), env=_env(ecr))
     assert report["target"]["kind"] == "ecr"
     assert sorted(report["target"]["created"]) == ["haystack/haystack-indexing", "haystack/haystack-query"]
@@ -166,7 +166,7 @@ def test_repositories_created_and_token_from_the_aws_chain(bundle, ecr, tmp_path
 def test_token_expiring_mid_load_is_renewed(bundle, ecr, tmp_path):
     path, digests = bundle
     ecr.expire_at_request = 8
-    report = load_json("load", str(path), "--registry", f"{ecr.data.host}/exp", "--insecure-registry",
+    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/exp", "--insecure-registry",
                        "--target", "ecr", "-j", "4", "--values-out", str(tmp_path / "v.yaml"), env=_env(ecr))
     assert ecr.expired_answers >= 1 and ecr.token_calls >= 2
     assert all(i["status"] == "copied" for i in report["images"])
@@ -179,8 +179,8 @@ def test_immutable_repository_rerun_succeeds_and_a_moved_tag_is_refused(bundle, 
         ecr.ecr.create_repository(repositoryName=f"imm/{name}", imageTagMutability="IMMUTABLE")
     args = ["--registry", f"{ecr.data.host}/imm", "--insecure-registry", "--target", "ecr",
             "--values-out", str(tmp_path / "v.yaml")]
-    load_json("load", str(path), *args, env=_env(ecr))
-    again = load_json("load", str(path), *args, env=_env(ecr))
+    load_json("load", "--insecure-skip-verify", str(path), *args, env=_env(ecr))
+    again = load_json("load", "--insecure-skip-verify", str(path), *args, env=_env(ecr))
     assert again["manifests_pushed"] == 0 and all(i["status"] == "present" for i in again["images"])
 
     # Another bundle that moves the tag 0.1.0 of haystack-query: refused, naming tag and repository.
@@ -189,7 +189,7 @@ def test_immutable_repository_rerun_succeeds_and_a_moved_tag_is_refused(bundle, 
     md = write_images_md(tmp_path / "OTHER.md", "0.1.0", [{"name": "haystack-query", "source": f"oci:{layout}:query"}])
     other = tmp_path / "other.tar"
     airgap("bundle", "--images", str(md), "-o", str(other), "--no-chart", "--store", str(tmp_path / "store2"))
-    proc = airgap("load", str(other), *args, env=_env(ecr), check=False)
+    proc = airgap("load", "--insecure-skip-verify", str(other), *args, env=_env(ecr), check=False)
     assert proc.returncode == 4
     assert "imm/haystack-query:0.1.0 is immutable" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -200,6 +200,6 @@ def test_no_aws_credentials_is_one_clear_line(bundle, ecr, tmp_path):
     env.pop("AWS_ACCESS_KEY_ID")
     env.pop("AWS_SECRET_ACCESS_KEY")
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    proc = airgap("load", str(path), "--registry", f"{ecr.data.host}/x", "--insecure-registry", "--target", "ecr",
+    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/x", "--insecure-registry", "--target", "ecr",
                   env=env, check=False)
     assert proc.returncode == 4 and "no AWS credentials" in proc.stderr and "Traceback" not in proc.stderr

@@ -43,7 +43,7 @@ def _admin() -> dict:
 
 def test_missing_project_is_explained_not_a_bare_401(bundle, harbor, tmp_path):
     path, _ = bundle
-    proc = airgap("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
                   "--values-out", str(tmp_path / "v.yaml"), env=_admin(), check=False)
     assert proc.returncode == 4
     last = proc.stderr.strip().splitlines()[-1]
@@ -54,7 +54,7 @@ def test_missing_project_is_explained_not_a_bare_401(bundle, harbor, tmp_path):
 
 def test_create_namespaces_then_push_with_bearer_tokens(bundle, harbor, tmp_path):
     path, digests = bundle
-    report = load_json("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
                        "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"), env=_admin())
     assert report["target"]["kind"] == "harbor" and report["target"]["created"] == ["haystack"]
     assert harbor.created == ["haystack"]
@@ -65,13 +65,13 @@ def test_create_namespaces_then_push_with_bearer_tokens(bundle, harbor, tmp_path
 def test_robot_account_with_dollar_in_its_name(bundle, harbor, tmp_path):
     path, _ = bundle
     harbor.projects.add("haystack")
-    proc = airgap("load", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
+    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
                   "--username", ROBOT, "--password-stdin", "--json", "--values-out", str(tmp_path / "v.yaml"),
                   input=ROBOT_PW + "\n")
     assert json.loads(proc.stdout)["bytes_uploaded"] > 0
     assert ROBOT_PW not in proc.stderr + proc.stdout + (tmp_path / "v.yaml").read_text()
     # A project robot may not create projects: the error says who may.
-    proc = airgap("load", str(path), "--registry", f"{harbor.host}/other", "--insecure-registry",
+    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/other", "--insecure-registry",
                   "--create-namespaces", "--username", ROBOT, "--password-stdin", input=ROBOT_PW + "\n", check=False)
     assert proc.returncode == 4 and "system robot" in proc.stderr and ROBOT in proc.stderr
 
@@ -80,7 +80,7 @@ def test_immutable_tags_rerun_is_a_noop(bundle, harbor, tmp_path):
     path, _ = bundle
     harbor.projects.add("frozen")
     harbor.immutable.add("frozen")
-    args = ["load", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
+    args = ["load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
             "--values-out", str(tmp_path / "v.yaml")]
     load_json(*args, env=_admin())
     again = load_json(*args, env=_admin())
@@ -108,7 +108,7 @@ def test_immutable_412_for_the_same_digest_counts_as_pushed(bundle, harbor, tmp_
     path, _ = bundle
     harbor.projects.add("frozen")
     harbor.immutable.add("frozen")
-    load_json("load", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
               "--values-out", str(tmp_path / "v.yaml"), env=_admin())
     client = RegistryClient(harbor.host, RegistryOptions(insecure=True, username="admin", password=ADMIN_PW))
     try:
