@@ -120,3 +120,25 @@ def test_immutable_412_for_the_same_digest_counts_as_pushed(bundle, harbor, tmp_
             store.put_manifest(child, "2.18.0")
     finally:
         client.close()
+
+
+def test_signed_bundle_into_immutable_project_twice(harbor, tmp_path):
+    """cosign signatures travel as sha256-<hex>.sig tags (what Harbor lists as signature accessories);
+    with immutable tags a rerun must still push nothing and fail nothing, the release record included."""
+    airgap("keygen", "--output-key-prefix", str(tmp_path / "k"), env={"COSIGN_PASSWORD": "pw"})
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    out = tmp_path / "signed.tar"
+    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
+           "--store", str(tmp_path / "store"), "--key", str(tmp_path / "k.key"), env={"COSIGN_PASSWORD": "pw"})
+    harbor.projects.add("frozen")
+    harbor.immutable.add("frozen")
+    args = ["load", str(out), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
+            "--key", str(tmp_path / "k.pub"), "--values-out", str(tmp_path / "v.yaml")]
+    first = load_json(*args, env=_admin())
+    assert len(first["signatures"]) == 5  # query, indexing, and opensearch's index + 2 platforms
+    again = load_json(*args, env=_admin())
+    assert again["manifests_pushed"] == 0
+    assert all(i["status"] == "present" for i in again["images"] + again["signatures"])
+    sig_tag = "sha256-" + digests["opensearch"].split(":")[1] + ".sig"
+    assert any(sig_tag in s["tags"] and s["destination"].endswith("frozen/opensearch") for s in first["signatures"])
