@@ -202,7 +202,8 @@ class CopyEngine:
         if self.verify_first and uploads:
             unique = {b.digest: b for _, b in uploads}
             self.progress.phase("verifying", sum(b.size for b in unique.values()))
-            self._map(lambda b: self._verify_blob(sources[b.digest], b), list(unique.values()))
+            self._map(lambda b: self._verify_blob(sources[b.digest], b),
+                      sorted(unique.values(), key=lambda b: b.size, reverse=True))
 
         if self.dry_run:
             report.blobs_uploaded = len(uploads)
@@ -212,6 +213,8 @@ class CopyEngine:
             report.seconds = time.monotonic() - t0
             return report
 
+        # Largest first: a big layer started last would leave one stream running alone at the end.
+        uploads.sort(key=lambda u: u[1].size, reverse=True)
         if uploads:
             self.progress.phase("copying", sum(b.size for _, b in uploads))
         self._verified = self.verify_first

@@ -154,6 +154,9 @@ class Bench:
         out = self.logs / f"{name}.out"
         err = self.logs / f"{name}.err"
         env = dict(os.environ, NO_COLOR="1", TERM="dumb", COSIGN_PASSWORD=BENCH_KEY_PASSWORD)
+        # Every timed step starts with no dirty pages left by the one before (a bundle just written,
+        # a registry just filled): otherwise their writeback is billed to whoever runs next.
+        os.sync()
         with open(out, "wb") as fo, open(err, "wb") as fe:
             floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.perf_counter()
