@@ -28,6 +28,7 @@ from airgap.errors import AirgapError, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, DigestingReader, Platform, Reference
+from airgap.model.manifest import ImageManifest
 from airgap.places.base import Store
 from airgap.places.layout import REF_NAME, LayoutStore
 from airgap.places.registry import RegistryStore
@@ -228,14 +229,13 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
 
 def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
     """The upstream's own cosign signature of what we are about to pull, checked with its key."""
-    from airgap.places.registry import RegistryStore as _RS
     from airgap.sign.cosign import SignatureError, signature_tag, verify_signature_manifest
     from airgap.sign.keys import load_public_key
 
     key_path = Path(entry.verify_key or "")
     key = load_public_key(key_path if key_path.is_absolute() else images.base_dir / key_path)
     where = f"{images.path}:{entry.line}: image {entry.name} ({entry.source})"
-    if not isinstance(src, _RS):
+    if not isinstance(src, RegistryStore):
         raise InputError(f"{where}: verify: needs a registry source")
     root = src.fetch_manifest(Reference.parse(entry.source or "").ref)
     try:
@@ -247,10 +247,10 @@ def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
         with src.open_blob(desc) as chunks:
             return b"".join(chunks)
 
-    if not hasattr(sig, "layers"):
+    if not isinstance(sig, ImageManifest):
         raise SignatureError(f"{where}: upstream signature {sig.digest} is not an image manifest")
     try:
-        verified = verify_signature_manifest(sig, read_blob, key, root.digest)  # type: ignore[arg-type]
+        verified = verify_signature_manifest(sig, read_blob, key, root.digest)
     except SignatureError as exc:
         raise SignatureError(f"{where}: upstream signature rejected: {exc}") from None
     return {"key": key.fingerprint, "digest": str(root.digest), "identity": verified.docker_reference,
