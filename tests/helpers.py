@@ -73,11 +73,15 @@ def registry_flags(reg) -> list[str]:
     return flags
 
 
-def demo_bundle(tmp: Path, *extra: str) -> Path:
-    """The demo images bundled (unsigned, no chart) into tmp/bundle.tar."""
+def demo_bundle_parts(tmp: Path, *extra: str) -> tuple[Path, Path, dict[str, str]]:
+    """The demo images bundled (unsigned, no chart) into tmp/bundle.tar: (bundle, layout, ref -> digest)."""
     layout = tmp / "src"
-    demo_layout(layout)
+    digests = demo_layout(layout)
     out = tmp / "bundle.tar"
     airgap("bundle", "--images", str(demo_images_md(tmp, layout)), "-o", str(out), "--no-chart",
            "--store", str(tmp / "store"), *extra)
-    return out
+    return out, layout, digests
+
+
+def demo_bundle(tmp: Path, *extra: str) -> Path:
+    return demo_bundle_parts(tmp, *extra)[0]

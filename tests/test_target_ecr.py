@@ -19,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from helpers import airgap, demo_images_md, demo_layout, load_json, write_images_md
+from helpers import demo_bundle_parts, airgap, load_json, write_images_md
 from http_proxy import Proxy, Reply, Request
 from registry_server import free_port, _die_with_parent
 from airgap.synth import LayerSpec, add_image
@@ -140,11 +140,7 @@ def _env(plane: FakeEcrDataPlane) -> dict:
 
 @pytest.fixture
 def bundle(tmp_path):
-    layout = tmp_path / "src"
-    digests = demo_layout(layout)
-    out = tmp_path / "bundle.tar"
-    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
-           "--store", str(tmp_path / "store"))
+    out, _, digests = demo_bundle_parts(tmp_path)
     return out, digests
 
 

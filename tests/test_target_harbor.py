@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harbor_standin import HarborStandIn, TokenSigner
-from helpers import airgap, demo_images_md, demo_layout, load_json
+from helpers import demo_bundle_parts, airgap, demo_images_md, demo_layout, load_json
 
 ADMIN_PW = "Harbor12345-test"
 ROBOT = "robot$haystack+ci"
@@ -29,11 +29,7 @@ def harbor(registry_factory, tmp_path_factory):
 
 @pytest.fixture
 def bundle(tmp_path):
-    layout = tmp_path / "src"
-    digests = demo_layout(layout)
-    out = tmp_path / "bundle.tar"
-    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
-           "--store", str(tmp_path / "store"))
+    out, _, digests = demo_bundle_parts(tmp_path)
     return out, digests
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from airgap.places.layout import LayoutStore
-from helpers import airgap, demo_images_md, demo_layout, load_json
+from helpers import demo_bundle_parts, airgap, load_json
 from nexus_proxy import NexusProxy, start_nexus
 from registry_server import RegistryError, run_skopeo
 
@@ -35,12 +35,7 @@ def nexus_factory(registry_factory, tmp_path_factory):
 
 @pytest.fixture
 def bundle(tmp_path):
-    layout = tmp_path / "src"
-    digests = demo_layout(layout)
-    out = tmp_path / "bundle.tar"
-    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(out), "--no-chart",
-           "--store", str(tmp_path / "store"))
-    return out, layout, digests
+    return demo_bundle_parts(tmp_path)
 
 
 def _env(nx: NexusProxy) -> dict:
