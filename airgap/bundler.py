@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,7 @@ class BundleOptions:
     key: "PrivateKey | None" = None  # signs every image (cosign format) and the bundle manifest
     base: "Base | None" = None       # make a delta: leave out the blobs the base references
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
+    build: "Callable[[], object] | None" = None  # builds first-party images into the store (airgap.build)
 
 
 @dataclass
@@ -197,6 +199,8 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
             raise InputError(f"two CRD files are both named {name}")
         files.append((BundleFile(member, "crd", hashlib.sha256(data).hexdigest(), len(data), name), data))
 
+    if options.build is not None:
+        options.build()  # after the chart and CRD checks: a typo there fails in seconds, not after builds
     sources = _Sources(images, options)
     try:
         plan: list[tuple[ImageEntry, CopyJob, str]] = []

@@ -128,9 +128,10 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
         from airgap.delta import load_base
         from airgap.sign.keys import load_public_key
         base = load_base(base_path, load_public_key(base_key) if base_key else None)
-    if not no_build:
+    def build_first() -> None:
         _run_build(obj, images, store or default_store(), source, builder, (), build_args)
-    opts = BundleOptions(key=key, base=base, split=parse_size(split) if split else None, output=output, chart=chart,
+
+    opts = BundleOptions(key=key, base=base, build=None if no_build else build_first, split=parse_size(split) if split else None, output=output, chart=chart,
                          crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
                          registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
