@@ -30,7 +30,7 @@ from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, DigestingReader, Platform, Reference
 from airgap.model.manifest import ImageManifest
-from airgap.places.base import Store
+from airgap.places.base import Store, read_small
 from airgap.places.layout import REF_NAME, LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
@@ -156,9 +156,9 @@ def _crd_bytes(entry: FileEntry, base: Path, cache: Path) -> tuple[str, bytes]:
         p = p if p.is_absolute() else base / p
         try:
             return p.name, p.read_bytes()
-        except FileNotFoundError:
+        except OSError as exc:
             where = f"line {entry.line}: " if entry.line else ""
-            raise InputError(f"{where}CRD file {p} not found") from None
+            raise InputError(f"{where}CRD file {p}: {exc.strerror}") from None
     assert entry.url and entry.sha256
     name = entry.url.rstrip("/").rsplit("/", 1)[-1]
     cached = cache / "files" / entry.sha256
@@ -181,7 +181,10 @@ def _crd_bytes(entry: FileEntry, base: Path, cache: Path) -> tuple[str, bytes]:
 def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress | None = None) -> BundleResult:
     progress = progress or Progress()
     t0 = time.monotonic()
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    try:
+        epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+    except ValueError:
+        raise InputError(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not a Unix time in seconds") from None
     created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # Chart and CRDs first: a typo there should fail before minutes of pulling.
@@ -248,8 +251,7 @@ def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
         raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest}") from None
 
     def read_blob(desc: Descriptor) -> bytes:
-        with src.open_blob(desc) as chunks:
-            return b"".join(chunks)
+        return read_small(src, desc)
 
     if not isinstance(sig, ImageManifest):
         raise SignatureError(f"{where}: upstream signature {sig.digest} is not an image manifest")
@@ -257,6 +259,18 @@ def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
         verified = verify_signature_manifest(sig, read_blob, key, root.digest)
     except SignatureError as exc:
         raise SignatureError(f"{where}: upstream signature rejected: {exc}") from None
+    # The vendor's key signs all its images: the signature must also name *this* repository, or a
+    # mirror could serve another of the vendor's images under this name.
+    source_ref = Reference.parse(entry.source or "")
+    expected = entry.verify_identity or f"{source_ref.registry}/{source_ref.repository}"
+    try:
+        signed = Reference.parse(verified.docker_reference)
+        signed_repo = f"{signed.registry}/{signed.repository}"
+    except InputError:
+        signed_repo = verified.docker_reference
+    if signed_repo != Reference.parse(expected).registry + "/" + Reference.parse(expected).repository:
+        raise SignatureError(f"{where}: upstream signature is for {verified.docker_reference!r}, not {expected!r} "
+                             "(if you pull from a mirror, name the signed repository with verify: {identity: ...})")
     return {"key": key.fingerprint, "digest": str(root.digest), "identity": verified.docker_reference,
             "verified": True}
 

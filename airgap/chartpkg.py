@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import io
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,19 @@ def _chart_meta(chart_yaml: Path) -> tuple[str, str]:
         raise InputError(f"{chart_yaml}: invalid YAML ({exc})") from None
     if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
         raise InputError(f"{chart_yaml}: needs name: and version:")
-    return str(doc["name"]), str(doc["version"])
+    return _checked(str(doc["name"]), str(doc["version"]), chart_yaml)
+
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")       # Helm's chart name rule
+_VERSION_RE = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$")  # SemVer 2, as Helm requires
+
+
+def _checked(name: str, version: str, where: Path) -> tuple[str, str]:
+    if not _NAME_RE.match(name):
+        raise InputError(f"{where}: chart name {name!r} is not a valid Helm chart name")
+    if not _VERSION_RE.match(version):
+        raise InputError(f"{where}: chart version {version!r} is not SemVer")
+    return name, version
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -53,15 +66,21 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
 def package_chart(path: Path, mtime: int) -> PackagedChart:
     path = Path(path)
     if path.is_file() and path.name.endswith(".tgz"):
-        with tarfile.open(path, "r:gz") as tf:
-            chart_yaml = next((m for m in tf.getmembers() if m.name.count("/") == 1
-                               and m.name.endswith("/Chart.yaml")), None)
-            if chart_yaml is None:
-                raise InputError(f"{path}: not a packaged Helm chart (no <name>/Chart.yaml inside)")
-            fh = tf.extractfile(chart_yaml)
-            assert fh is not None
-            doc = yaml.safe_load(fh.read())
-        return PackagedChart(str(doc["name"]), str(doc["version"]), path.read_bytes())
+        try:
+            with tarfile.open(path, "r:gz") as tf:
+                chart_yaml = next((m for m in tf.getmembers() if m.name.count("/") == 1
+                                   and m.name.endswith("/Chart.yaml")), None)
+                if chart_yaml is None:
+                    raise InputError(f"{path}: not a packaged Helm chart (no <name>/Chart.yaml inside)")
+                fh = tf.extractfile(chart_yaml)
+                assert fh is not None
+                doc = yaml.safe_load(fh.read())
+        except (tarfile.TarError, EOFError, OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{path}: not a readable packaged Helm chart ({exc})") from None
+        if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
+            raise InputError(f"{path}: its Chart.yaml needs name: and version:")
+        name, version = _checked(str(doc["name"]), str(doc["version"]), path)
+        return PackagedChart(name, version, path.read_bytes())
     if not path.is_dir():
         raise InputError(f"chart {path} not found (give a chart directory or a packaged .tgz)")
     name, version = _chart_meta(path / "Chart.yaml")

@@ -77,6 +77,10 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Never at debug, even with -v: botocore logs whole responses (ECR's GetAuthorizationToken holds the
+    # registry password) and request headers (session tokens).
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "docker"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
@@ -128,6 +132,9 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
         from airgap.delta import load_base
         from airgap.sign.keys import load_public_key
         base = load_base(base_path, load_public_key(base_key) if base_key else None)
+    if split and compress != "none":
+        raise InputError("--split and --compress cannot be combined (parts are plain tars, read in place)")
+
     def build_first() -> None:
         _run_build(obj, images, store or default_store(), source, builder, (), build_args)
 
@@ -154,7 +161,7 @@ def parse_size(text: str) -> int:
     num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
     try:
         value = int(float(num) * units[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InputError(f"--split {text!r}: give a size like 4G, 700M or 2000000000") from None
     if value < 1 << 20:
         raise InputError(f"--split {text!r}: parts must be at least 1M")
@@ -361,18 +368,15 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
               help="Write the bundle manifest (and its .sig) to this file: a base for a later delta.")
 def inspect(bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None:
     """Show what a bundle holds (reads only its manifest, the first member)."""
-    from airgap.bundle.reader import read_manifest
+    from airgap.bundle.reader import read_head
 
-    data, m = read_manifest(bundle_path)
+    data, m, signature = read_head(bundle_path)
     if manifest_out:
-        from airgap.bundle.format import SIGNATURE_NAME
-        from airgap.bundle.reader import open_bundle
         from airgap.fsutil import atomic_write
+        if signature is not None:
+            atomic_write(manifest_out.with_name(manifest_out.name + ".sig"), signature)
         atomic_write(manifest_out, data)
-        with open_bundle(bundle_path) as reader:
-            if SIGNATURE_NAME in reader.members:
-                atomic_write(manifest_out.with_name(manifest_out.name + ".sig"), reader.read_member(SIGNATURE_NAME))
-        click.echo(f"wrote {manifest_out}", err=True)
+        click.echo(f"wrote {manifest_out}" + (" and its .sig" if signature else ""), err=True)
     if as_json:
         click.echo(data.decode().rstrip())
         return
@@ -480,6 +484,10 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("airgap: interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path that cannot be read or written, a full disk: the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"airgap: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug: one line by default, the traceback with -v
         if "-v" in sys.argv or "--verbose" in sys.argv:
             raise

@@ -311,7 +311,9 @@ class CopyEngine:
                 return True
         except AirgapError:
             pass  # a refused mount is not an error: upload instead
-        self._upload(src, dst, desc)
+        # A delta lacks the blobs of its base: then the copy already in the destination place is the
+        # source (registries that cannot mount, Nexus and ECR by default, get it streamed across).
+        self._upload(src if src.blob_exists(desc) else have, dst, desc)
         return False
 
     def _push_manifests(self, r: _Resolved) -> int:

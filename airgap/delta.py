@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap.bundle.format import SIGNATURE_NAME, BundleManifest
+from airgap.bundle.format import BundleManifest
 from airgap.errors import InputError
 from airgap.model import sha256_digest
 from airgap.sign.blob import verify_blob
@@ -38,13 +38,9 @@ def _read_base_bytes(path: Path) -> tuple[bytes, bytes | None]:
         data = path.read_bytes()
         sig_path = path.with_name(path.name + ".sig")
         return data, sig_path.read_bytes() if sig_path.is_file() else None
-    from airgap.bundle.reader import open_bundle, read_manifest
+    from airgap.bundle.reader import read_head
 
-    data, _ = read_manifest(path)
-    sig = None
-    with open_bundle(path) as reader:
-        if SIGNATURE_NAME in reader.members:
-            sig = reader.read_member(SIGNATURE_NAME, 4096)
+    data, _, sig = read_head(path)
     return data, sig
 
 
@@ -69,5 +65,8 @@ def load_base(path: Path, key: PublicKey | None = None) -> Base:
                              "use an inventory of the target instead (airgap inventory)")
         return Base("bundle", digest, m.release, frozenset(m.referenced), str(path))
     if doc.get("kind") == "AirgapInventory":
-        return Base("inventory", digest, str(doc.get("registry", "")), frozenset(doc.get("blobs") or []), str(path))
+        blobs = doc.get("blobs") or []
+        if not isinstance(blobs, list) or not all(isinstance(b, str) for b in blobs):
+            raise InputError(f"base {path}: malformed inventory (blobs: must be a list of digests)")
+        return Base("inventory", digest, str(doc.get("registry", "")), frozenset(blobs), str(path))
     raise InputError(f"base {path} is neither an airgap bundle manifest nor an inventory")

@@ -40,6 +40,7 @@ class ImageEntry:
     values: str | None = None
     platforms: tuple[Platform, ...] = ()
     verify_key: str | None = None      # upstream's cosign public key its signature must verify with
+    verify_identity: str | None = None  # the repository the upstream signed (default: the source's)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
         raise InputError(f"{loc}: invalid YAML in the airgap block: {problem}") from None
     if not isinstance(root, yaml.MappingNode):
         raise InputError(f"{path}:{offset + 1}: the airgap block must be a mapping with release: and images:")
+    for k, _ in root.value:
+        if not isinstance(k, yaml.ScalarNode):
+            raise InputError(f"{path}:{_line(k, offset)}: keys of the airgap block must be plain words")
     doc = {k.value: v for k, v in root.value}
     where = lambda node: f"{path}:{_line(node, offset)}"  # noqa: E731
     allowed = {"release", "images", "chart", "crds", "platforms"}
@@ -138,6 +142,8 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
             values_seen[entry.values] = entry.line
         images.append(entry)
 
+    _check_values_paths(images, path)
+
     chart_node = doc.get("chart")
     chart = str(chart_node.value) if isinstance(chart_node, yaml.ScalarNode) and chart_node.value else None
 
@@ -151,11 +157,28 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
     return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms)
 
 
+def _check_values_paths(images: list[ImageEntry], path: Path) -> None:
+    """The values file nests these paths: none may sit inside another, nor on the chart's own
+    top-level `image` (registry and tag for first-party images) or `global`."""
+    for e in images:
+        if not e.values:
+            continue
+        if e.values.split(".")[0] in ("image", "global"):
+            raise InputError(f"{path}:{e.line}: image {e.name}: values: {e.values} would overwrite the chart's "
+                             f"top-level {e.values.split('.')[0]}: settings")
+        for o in images:
+            if o is not e and o.values and o.values.startswith(e.values + "."):
+                raise InputError(f"{path}:{o.line}: image {o.name}: values: {o.values} sits inside "
+                                 f"{e.values} of image {e.name} (line {e.line})")
+
+
 def _scalar_map(node: yaml.Node, where: Any, what: str) -> dict[str, tuple[Any, yaml.Node]]:
     if not isinstance(node, yaml.MappingNode):
         raise InputError(f"{where(node)}: {what} must be a mapping")
     out: dict[str, tuple[Any, yaml.Node]] = {}
     for k, v in node.value:
+        if not isinstance(k, yaml.ScalarNode):
+            raise InputError(f"{where(k)}: {what} keys must be plain words")
         if isinstance(v, yaml.ScalarNode):
             out[k.value] = (v.value, v)
         else:
@@ -233,16 +256,19 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     platforms: tuple[Platform, ...] = ()
     if "platforms" in fields:
         platforms = _platforms(fields["platforms"][1], where)
-    verify_key = None
+    verify_key = verify_identity = None
     if "verify" in fields:
         vfields = _scalar_map(fields["verify"][1], where, "verify:")
         verify_key = vfields.get("key", (None, None))[0]
-        if not isinstance(verify_key, str) or not verify_key or set(vfields) != {"key"}:
-            raise InputError(f"{label}: verify: takes key: PATH (the upstream's cosign public key)")
+        verify_identity = vfields.get("identity", (None, None))[0]
+        if not isinstance(verify_key, str) or not verify_key or not set(vfields) <= {"key", "identity"} \
+                or (verify_identity is not None and not isinstance(verify_identity, str)):
+            raise InputError(f"{label}: verify: takes key: PATH (the upstream's cosign public key) and optionally "
+                             "identity: REGISTRY/REPOSITORY (what the upstream signed, when you pull from a mirror)")
         if source is None or source.startswith("oci:"):
             raise InputError(f"{label}: verify: applies to images mirrored from a registry")
     return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms,
-                      verify_key=verify_key)
+                      verify_key=verify_key, verify_identity=verify_identity)
 
 
 def _file(node: yaml.Node, where: Any) -> FileEntry:
@@ -253,6 +279,8 @@ def _file(node: yaml.Node, where: Any) -> FileEntry:
     sha = fields.get("sha256", (None, None))[0]
     if (path is None) == (url is None):
         raise InputError(f"{line}: a crds: entry needs exactly one of path: or url:")
+    if any(v is not None and not isinstance(v, str) for v in (path, url, sha)):
+        raise InputError(f"{line}: crds: path:, url: and sha256: take plain text")
     if url is not None:
         if not str(url).startswith("https://"):
             raise InputError(f"{line}: crds url {url!r} must be https://")

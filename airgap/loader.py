@@ -26,7 +26,7 @@ from airgap.registry.client import RegistryOptions, Target
 from airgap.releases import RECORD_REPOSITORY, check_downgrade, read_record, write_record
 from airgap.sign.cosign import signature_tag
 from airgap.sign.keys import PublicKey
-from airgap.verify import verify_signatures
+from airgap.verify import verify_blobs, verify_signatures
 
 
 @dataclass
@@ -124,7 +124,10 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
                                 RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
             chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
-        if not options.dry_run:
+        if not options.dry_run and opened.profile.namespaces in ("project", "repository"):
+            # Creating Harbor projects or ECR repositories changes the target: every blob of the
+            # bundle is checked first, so a damaged bundle leaves the target untouched.
+            verify_blobs(reader, progress)
             repos = [j.dst.repository for j in jobs if isinstance(j.dst, RegistryStore)]
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))

@@ -16,6 +16,7 @@ from airgap.errors import AirgapError, BundleError, NotFound
 from airgap.model import Descriptor, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
+from airgap.places.base import read_small
 from airgap.places.memory import MemoryStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
@@ -63,8 +64,7 @@ def read_record(client: RegistryClient, target: Target, key: PublicKey | None,
         desc = next((l for l in manifest.layers if l.media_type == media), None)
         if desc is None or desc.size > 64 << 20:
             return None
-        with store.open_blob(desc) as chunks:
-            data = b"".join(chunks)
+        data = read_small(store, desc, 64 << 20)
         return data if sha256_digest(data) == desc.digest else None
 
     data, sig = blob(MANIFEST_MEDIA), blob(SIGNATURE_MEDIA)

@@ -85,6 +85,13 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
 def verify_content(reader: BundleReader, report: VerifyReport, progress: Progress | None = None,
                    concurrency: int = 4) -> None:
     """Every blob every image needs, and every file, against its digest."""
+    report.blobs_checked, report.bytes_checked = verify_blobs(reader, progress, concurrency)
+    reader.verify_files()
+    report.files_checked = len(reader.manifest.files)
+
+
+def verify_blobs(reader: BundleReader, progress: Progress | None = None, concurrency: int = 4) -> tuple[int, int]:
+    """Every blob the bundle holds for its images, against its digest: (count, bytes)."""
     progress = progress or Progress()
     needed = reader.check_complete()
     progress.phase("verifying", sum(d.size for d in needed.values()))
@@ -99,8 +106,5 @@ def verify_content(reader: BundleReader, report: VerifyReport, progress: Progres
             raise DigestMismatch(f"{reader.display}: blob {desc.digest}", str(desc.digest), actual)
 
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(check, needed.values()))
-    report.blobs_checked = len(needed)
-    report.bytes_checked = sum(d.size for d in needed.values())
-    reader.verify_files()
-    report.files_checked = len(reader.manifest.files)
+        list(pool.map(check, sorted(needed.values(), key=lambda d: d.size, reverse=True)))
+    return len(needed), sum(d.size for d in needed.values())

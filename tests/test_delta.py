@@ -132,6 +132,10 @@ def test_split_parts_in_any_order_and_missing_or_damaged_parts(tmp_path, key, re
     report = _load(shuffled, registry, key)
     assert {i["name"] for i in report["images"]} == {"app-a", "app-b"}
     assert airgap("verify", *map(str, shuffled), "--key", f"{key}.pub").returncode == 0
+    # the first part alone is a signed base for the next delta (it holds the manifest and signature)
+    _, d = _release(tmp_path, "2.0.0", [BASE, A1, A2, B1], key, "--base", str(parts[0]), "--base-key", f"{key}.pub",
+                    out_name="next.tar", epoch=1_700_100_000)
+    assert d["blob_bytes"] < 1 << 20  # nothing but manifests, configs and signatures: every layer is in the base
 
 
 def test_sync_mirrors_images_and_signatures(tmp_path, key, registry_factory):
@@ -145,3 +149,24 @@ def test_sync_mirrors_images_and_signatures(tmp_path, key, registry_factory):
     again = json.loads(airgap("sync", "--images", str(tmp_path / "IMAGES-1.0.0.md"), "--from", f"{dmz.host}/site",
                               "--to", f"{inner.host}/site", "--from-insecure", "--to-insecure", "--json").stdout)
     assert again["bytes_uploaded"] == 0
+
+
+def test_delta_with_a_new_image_sharing_layers_loads_without_mounts(tmp_path, key, registry):
+    """The delta leaves out layers a new repository needs; they are in another repository of the target.
+    Where mounting is off (Nexus, ECR by default; here --no-mount) they are streamed across instead."""
+    full1, _ = _release(tmp_path, "1.0.0", [BASE, A1], key)
+    _load([full1], registry, key)
+    layout = tmp_path / "src-2.0.0"
+    add_image(layout, "a", layers=[BASE, A1])
+    add_image(layout, "b", layers=[BASE, B1], platforms=["linux/amd64", "linux/arm64"])
+    add_image(layout, "c", layers=[BASE, A1, A2])  # a new image, sharing a's layers
+    md = write_images_md(tmp_path / "IMAGES-new.md", "2.0.0", [
+        {"name": "app-a", "source": f"oci:{layout}:a", "tag": "2.0.0"},
+        {"name": "app-b", "source": f"oci:{layout}:b", "tag": "stable"},
+        {"name": "app-c", "source": f"oci:{layout}:c", "tag": "2.0.0"}])
+    delta = tmp_path / "delta.tar"
+    airgap("bundle", "--images", str(md), "-o", str(delta), "--no-chart", "--store", str(tmp_path / "s"),
+           "--key", f"{key}.key", "--base", str(full1), env={"COSIGN_PASSWORD": PASSWORD, "SOURCE_DATE_EPOCH": "1700200000"})
+    report = _load([delta], registry, key, "--no-mount")
+    assert report["blobs_mounted"] == 0
+    assert "2.0.0" in registry.tags("site/app-c")

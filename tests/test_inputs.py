@@ -119,3 +119,35 @@ def test_images_md_crd_pin_matches_the_lock_file():
     lock = yaml.safe_load((REPO / "manifests/crds/traefik-crds.lock.yaml").read_text())["crds"]
     f = imagesfile.load(REPO / "IMAGES.md")
     assert {(c.url, c.sha256) for c in f.crds} == {(c["url"], c["sha256"]) for c in lock}
+
+
+@pytest.mark.parametrize("block, words", [
+    ("release: 1.0\nimages:\n  - name: a\n    source: x/a:1\n    tag: \"t\u00e4g\"\n", "not a valid tag"),
+    ("release: 1.0\nimages:\n  - name: a\n    source: x/a:1\n    values: q.image\n"
+     "  - name: b\n    source: x/b:1\n    values: q.image.sidecar\n", "sits inside q.image"),
+    ("release: 1.0\nimages:\n  - name: a\n    source: x/a:1\n    values: image\n", "top-level image"),
+    ("release: 1.0\nimages:\n  - name: a\n    source: x/a:1\ncrds:\n  - path: [a]\n", "plain text"),
+    ("release: 1.0\nimages:\n  - {[a]: b}\n", "plain words"),
+])
+def test_more_bad_blocks_are_one_line_errors(tmp_path, block, words):
+    path = _md(tmp_path, block)
+    proc = airgap("bundle", "--images", str(path), "-o", str(tmp_path / "b.tar"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_paths_and_environment_are_one_line_errors(tmp_path):
+    md = _md(tmp_path, "release: 1.0\nimages:\n  - name: a\n    source: oci:x:a\n")
+    cases = [
+        (["bundle", "--images", str(md), "-o", "/proc/nope/x.tar", "--no-chart"], {}, None),
+        (["bundle", "--images", str(md), "-o", str(tmp_path / "b.tar"), "--split", "inf"], {}, "--split"),
+        (["bundle", "--images", str(md), "-o", str(tmp_path / "b.tar"), "--no-chart"], {"SOURCE_DATE_EPOCH": "abc"},
+         "SOURCE_DATE_EPOCH"),
+        (["load", str(md), "--registry", "127.0.0.1:abc", "--insecure-skip-verify"], {}, "expected HOST"),
+    ]
+    for args, env, words in cases:
+        proc = airgap(*args, env=env, check=False)
+        assert proc.returncode != 0 and proc.returncode != 70, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+        if words:
+            assert words in proc.stderr

@@ -200,3 +200,46 @@ def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
     assert patches["n"] == 3  # the broken layer upload, its retry, the config
     assert max(patches["bytes"]) > 3 << 20  # the retried layer went through whole
     assert report.blobs_uploaded == 2 and len(blobs) == 2
+
+
+def test_credentials_never_go_to_a_plain_http_token_realm_or_a_foreign_upload_location():
+    """A TLS registry whose challenge names an http:// token service, and one whose upload Location
+    points at another host: neither gets the user's credentials."""
+    sent = []
+
+    def realm_handler(req: httpx.Request) -> httpx.Response:
+        sent.append((str(req.url), req.headers.get("authorization")))
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="http://tokens.example/token"'})
+
+    store = RegistryStore(_client(realm_handler, username="u", password="hunter2"), "a")
+    with pytest.raises(AuthError, match="plain HTTP"):
+        store.resolve_tag("1")
+    assert all("tokens.example" not in url for url, _ in sent)
+
+    def location_handler(req: httpx.Request) -> httpx.Response:
+        sent.append((str(req.url), req.headers.get("authorization")))
+        if req.method == "POST":
+            return httpx.Response(202, headers={"Location": "https://storage.example/upload/1"})
+        if req.method == "PATCH":
+            req.read()
+            return httpx.Response(202, headers={"Location": "https://storage.example/upload/1"})
+        return httpx.Response(201)
+
+    sent.clear()
+    client = RegistryClient("reg.example:5000", RegistryOptions(username="u", password="hunter2", backoff=0.001),
+                            transport=httpx.MockTransport(location_handler))
+    client.auth.on_challenge('Basic realm="r"', "", False)  # the registry asked for Basic before
+    data = b"x" * 10
+    RegistryStore(client, "a").put_blob(Descriptor("x", sha256_digest(data), 10), lambda: iter([data]))
+    to_storage = [auth for url, auth in sent if "storage.example" in url]
+    assert to_storage and all(a is None for a in to_storage)
+    assert any(a for url, a in sent if "reg.example" in url)
+
+
+def test_userinfo_in_the_registry_address_is_refused_without_echoing_it():
+    with pytest.raises(Exception) as exc:
+        Target.parse("user:hunter2@registry.example.com/p")
+    assert "hunter2" not in str(exc.value) and "--password-stdin" in str(exc.value)
+    for bad in ("127.0.0.1:abc", "a..b", "[::1"):
+        with pytest.raises(Exception, match="expected HOST"):
+            Target.parse(bad)

@@ -322,10 +322,17 @@ def test_upstream_signature_is_checked_at_bundle_time(tmp_path, keypair, registr
     manifest = json.loads(airgap("inspect", str(out), "--json").stdout)
     assert manifest["images"][0]["upstream"]["verified"] is True
 
+    # The vendor's signature for query, served (with the image) under another name: refused.
+    sig = "sha256-" + digests["query"].split(":")[1] + ".sig"
+    for tag in ("1.0", sig):
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--preserve-digests",
+                        f"docker://{upstream.host}/vendor/query:{tag}", f"docker://{upstream.host}/vendor/impostor:{tag}"],
+                       check=True, capture_output=True)
     other = tmp_path / "other"
     airgap("keygen", "--output-key-prefix", str(other), env={"COSIGN_PASSWORD": "x"})
     for name, key, words in (("query", f"{other}.pub", "upstream signature rejected"),
-                             ("unsigned", str(keypair[1]), "has no cosign signature")):
+                             ("unsigned", str(keypair[1]), "has no cosign signature"),
+                             ("impostor", str(keypair[1]), "upstream signature is for")):
         md = write_images_md(tmp_path / "IMAGES2.md", "1.0.0", [
             {"name": name, "source": f"{upstream.host}/vendor/{name}:1.0", "verify": f"{{key: {key}}}"}])
         proc = airgap("bundle", "--images", str(md), "-o", str(tmp_path / "c.tar"), "--no-chart",

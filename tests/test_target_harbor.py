@@ -138,3 +138,21 @@ def test_signed_bundle_into_immutable_project_twice(harbor, tmp_path):
     assert all(i["status"] == "present" for i in again["images"] + again["signatures"])
     sig_tag = "sha256-" + digests["opensearch"].split(":")[1] + ".sig"
     assert any(sig_tag in s["tags"] and s["destination"].endswith("frozen/opensearch") for s in first["signatures"])
+
+
+def test_damaged_bundle_creates_no_project(harbor, tmp_path):
+    """Creating a project changes the target: a bundle that fails its digests must not get that far."""
+    import tarfile
+    out, _, _ = demo_bundle_parts(tmp_path)
+    with tarfile.open(out) as tf:
+        m = max((i for i in tf if i.isfile()), key=lambda i: i.size)
+    with open(out, "r+b") as fh:
+        fh.seek(m.offset_data + 1000)
+        b = fh.read(1)
+        fh.seek(m.offset_data + 1000)
+        fh.write(bytes([b[0] ^ 1]))
+    proc = airgap("load", "--insecure-skip-verify", str(out), "--registry", f"{harbor.host}/newproj",
+                  "--insecure-registry", "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"),
+                  env=_admin(), check=False)
+    assert proc.returncode == 3 and "corrupt or tampered" in proc.stderr
+    assert harbor.created == []

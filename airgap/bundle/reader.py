@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, BundleFile, BundleImage, BundleManifest
+from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.errors import BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
@@ -116,7 +116,7 @@ class BundleReader:
             if not p.is_file():
                 raise InputError(f"bundle {p} does not exist")
             if is_zstd(p):
-                raise BundleError(f"{p} is zstd-compressed; open it with open_bundle()")
+                raise BundleError(f"{p} is zstd-compressed: give it alone (the parts of a split bundle are plain tars)")
         self.members: dict[str, Member] = {}
         main, parts = None, {}
         scanned = {}
@@ -299,11 +299,13 @@ class BundleStore(Store):
         return self.reader.has_blob(desc)
 
 
-def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
-    """Only the first member: enough for `airgap inspect`, cheap on a bundle of any size."""
+def read_head(path: Path) -> tuple[bytes, BundleManifest, bytes | None]:
+    """The manifest and, when signed, its signature: the first two members only, so it is cheap on a
+    bundle of any size, compressed or split (the first part)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"bundle {path} does not exist")
+    signature = None
     try:
         fileobj = None
         if is_zstd(path):
@@ -317,10 +319,20 @@ def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
             fh = tf.extractfile(info)
             assert fh is not None
             data = fh.read(MAX_BUNDLE_MANIFEST)
+            second = tf.next()
+            if second is not None and second.name == SIGNATURE_NAME and second.size <= 4096:
+                sfh = tf.extractfile(second)
+                assert sfh is not None
+                signature = sfh.read()
     except tarfile.TarError as exc:
         raise BundleError(f"{path}: not a readable tar ({exc})") from None
     except Exception as exc:  # zstandard.ZstdError, without importing it for plain bundles
         if exc.__class__.__name__ == "ZstdError":
             raise BundleError(f"{path}: corrupt zstd stream ({exc})") from None
         raise
-    return data, BundleManifest.from_json(data, str(path))
+    return data, BundleManifest.from_json(data, str(path)), signature
+
+
+def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
+    data, manifest, _ = read_head(path)
+    return data, manifest

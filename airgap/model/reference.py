@@ -11,7 +11,9 @@ from airgap.model.digest import Digest
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # ASCII only, as the distribution spec says
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                     r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 def valid_repository(path: str) -> bool:
@@ -52,6 +54,8 @@ class Reference:
             registry, path = first, rest
         else:
             registry, path = DOCKER_HUB, text
+        if not HOST_RE.match(registry):
+            raise InputError(f"bad registry host {registry!r} in image reference {original!r}")
         if registry == DOCKER_HUB and "/" not in path:
             path = f"library/{path}"
         if not valid_repository(path):

@@ -66,3 +66,17 @@ class Store(ABC):
     @property
     def place_key(self) -> str:
         return self.description
+
+
+def read_small(store: Store, desc: Descriptor, limit: int = 1 << 20) -> bytes:
+    """A small blob (signature payload, record) whole, reading no more than it declares: a broken or
+    hostile server cannot make us buffer more than ``limit`` bytes."""
+    if desc.size > limit:
+        raise AirgapError(f"{store.description}: blob {desc.digest} is {desc.size} bytes, more than expected here")
+    out = bytearray()
+    with store.open_blob(desc) as chunks:
+        for chunk in chunks:
+            out += chunk
+            if len(out) > desc.size:
+                raise AirgapError(f"{store.description}: blob {desc.digest} is longer than its {desc.size} bytes")
+    return bytes(out)

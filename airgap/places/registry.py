@@ -10,7 +10,7 @@ import httpx
 from airgap.errors import ManifestBlobUnknown, NotFound, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
-from airgap.model.manifest import Manifest
+from airgap.model.manifest import MAX_MANIFEST_BYTES, Manifest
 from airgap.model.mediatypes import MANIFEST_ACCEPT
 from airgap.places.base import BlobBody, Store
 from airgap.registry.auth import error_text
@@ -40,12 +40,22 @@ class RegistryStore(Store):
 
     # -- reading --------------------------------------------------------------------------------
     def fetch_manifest(self, ref: str) -> Manifest:
-        resp = self.client.request("GET", self._path("manifests", ref), scope=self._pull,
-                                   headers={"Accept": MANIFEST_ACCEPT}, ok=(200,),
-                                   what=f"manifest {self.repository}:{ref}")
-        manifest = parse_manifest(resp.content, resp.headers.get("content-type", "").split(";")[0].strip(),
+        what = f"manifest {self.repository}:{ref}"
+        with self.client.stream(self._path("manifests", ref), scope=self._pull,
+                                headers={"Accept": MANIFEST_ACCEPT}, what=what) as resp:
+            body = bytearray()
+            try:
+                for chunk in resp.iter_bytes(CHUNK):
+                    body += chunk
+                    # Registries refuse manifests over 4 MiB; a longer answer is not one.
+                    if len(body) > MAX_MANIFEST_BYTES:
+                        raise RegistryError(f"registry {self.client.host}: {what} is larger than 4 MiB")
+            except httpx.TransportError as exc:
+                raise self.client.transport_error(exc) from None
+            headers = resp.headers
+        manifest = parse_manifest(bytes(body), headers.get("content-type", "").split(";")[0].strip(),
                                   where=f"{self.description}@{ref}")
-        expected = resp.headers.get("docker-content-digest")
+        expected = headers.get("docker-content-digest")
         if ref.startswith("sha256:") and str(manifest.digest) != ref:
             raise RegistryError(f"registry {self.client.host} returned a manifest for {self.repository}@{ref} "
                                 f"whose digest is {manifest.digest}")
@@ -125,7 +135,8 @@ class RegistryStore(Store):
         # Nexus all accept. Content-Length is set so no proxy has to buffer a chunked body.
         patch_url = self._location(resp, loc)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        auth = self.client.auth.header_for(self._push)
+        # Credentials only to the registry itself: an upload Location may point at other storage.
+        auth = self.client.auth.header_for(self._push) if self.client.same_origin(patch_url) else None
         if auth:
             headers["Authorization"] = auth
         try:

@@ -49,7 +49,7 @@ class Authenticator:
     """Holds what one registry asked for and the tokens it gave, per scope."""
 
     def __init__(self, host: str, credentials: Credentials | CredentialSource | None, http: httpx.Client,
-                 may_send_credentials: Callable[[], None]):
+                 may_send_credentials: Callable[..., None]):
         self.host = host
         self.source = credentials if isinstance(credentials, CredentialSource) else StaticSource(credentials)
         self._http = http
@@ -132,7 +132,7 @@ class Authenticator:
         headers = {}
         creds = self.credentials
         if creds:
-            self._check_transport()
+            self._check_transport(realm)
             headers["Authorization"] = creds.basic_header()
         try:
             resp = self._http.get(realm, params=query, headers=headers)
@@ -152,7 +152,10 @@ class Authenticator:
         if not token:
             raise AuthError(f"token service {realm} of registry {self.host} returned no token")
         # Renew a little early; the spec's default lifetime is 60 s.
-        ttl = max(int(doc.get("expires_in") or 60) - 10, 5)
+        try:
+            ttl = max(int(doc.get("expires_in") or 60) - 10, 5)
+        except (TypeError, ValueError):
+            ttl = 50  # the spec's default lifetime, less the same margin
         with self._lock:
             self._tokens[scope] = (token, time.monotonic() + ttl)
         return token

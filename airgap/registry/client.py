@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from airgap.model.reference import HOST_RE
 from airgap.errors import AuthError, InputError, NotFound, RegistryError
 from airgap.registry import credentials as creds
 from airgap.registry.auth import Authenticator, error_text
@@ -62,8 +64,11 @@ class Target:
                 raw = raw[len(scheme):]
         host, _, prefix = raw.partition("/")
         prefix = prefix.strip("/")
-        if not host or " " in host:
-            raise InputError(f"bad registry {text!r}: expected HOST[:PORT][/PREFIX]")
+        if "@" in raw:
+            raise InputError(f"bad registry {_redact(text)!r}: give credentials with --username/--password-stdin "
+                             "or docker login, never inside the registry address")
+        if not HOST_RE.match(host):
+            raise InputError(f"bad registry {text!r}: expected HOST[:PORT][/PREFIX], e.g. harbor.example.com/haystack")
         from airgap.model.reference import valid_repository
         if prefix and not valid_repository(prefix):
             raise InputError(f"bad registry prefix {prefix!r} in {text!r}: lower-case letters, digits, . _ - and /")
@@ -74,6 +79,11 @@ class Target:
 
     def __str__(self) -> str:
         return f"{self.host}/{self.prefix}" if self.prefix else self.host
+
+
+def _redact(text: str) -> str:
+    """An address with any userinfo blanked, for messages."""
+    return re.sub(r"[^/@]*@", "***@", text, count=1)
 
 
 def is_loopback(host: str) -> bool:
@@ -102,7 +112,10 @@ class RegistryClient:
         if self.options.ca_file:
             if not Path(self.options.ca_file).is_file():
                 raise InputError(f"CA file {self.options.ca_file} does not exist")
-            verify = ssl.create_default_context(cafile=str(self.options.ca_file))
+            try:
+                verify = ssl.create_default_context(cafile=str(self.options.ca_file))
+            except ssl.SSLError:
+                raise InputError(f"CA file {self.options.ca_file} is not a PEM certificate bundle") from None
         self.http = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(self.options.timeout, connect=30.0),
@@ -119,10 +132,25 @@ class RegistryClient:
     def close(self) -> None:
         self.http.close()
 
-    def _check_credentials_transport(self) -> None:
-        if self.options.insecure and not is_loopback(self.host) and not self.options.allow_insecure_auth:
-            raise AuthError(f"registry {self.host} asks for credentials over plain HTTP; refusing to send them "
-                            "in clear text (use TLS, or pass --allow-insecure-auth if this network is trusted)")
+    def _check_credentials_transport(self, url: str | None = None) -> None:
+        """Credentials go in clear text only to loopback, or when the user said the network is trusted.
+        ``url`` is where they would go when that is not the registry itself (a token service)."""
+        if self.options.allow_insecure_auth:
+            return
+        if url is None:
+            if self.options.insecure and not is_loopback(self.host):
+                raise AuthError(f"registry {self.host} asks for credentials over plain HTTP; refusing to send them "
+                                "in clear text (use TLS, or pass --allow-insecure-auth if this network is trusted)")
+            return
+        parsed = httpx.URL(url)
+        if parsed.scheme != "https" and not is_loopback(parsed.netloc.decode()):
+            raise AuthError(f"registry {self.host} sends clients to token service {parsed.scheme}://{parsed.host} "
+                            "over plain HTTP; refusing to send credentials there in clear text (fix the realm, or "
+                            "pass --allow-insecure-auth if this network is trusted)")
+
+    def same_origin(self, url: str) -> bool:
+        """Authorization goes only to the registry itself, never to a host its answers point at."""
+        return url.startswith(self.base + "/") or "://" not in url
 
     def repo_path(self, repository: str) -> str:
         """The URL path of a repository's API: ``/v2/<repository>``, or Nexus's per-repository
@@ -146,7 +174,8 @@ class RegistryClient:
                 ok: tuple[int, ...] = (200, 201, 202, 204), what: str = "") -> httpx.Response:
         """A request without a streamed body, retried and authenticated; raises on a non-``ok`` answer."""
         resp = self._send(lambda h: self.http.request(method, self._url(path), headers=h, content=content,
-                                                      params=params), scope, headers)
+                                                      params=params), scope, headers,
+                          on_foreign=not self.same_origin(path))
         if resp.status_code not in ok:
             self.raise_for(resp, what or f"{method} {path}")
         return resp
