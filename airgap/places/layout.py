@@ -89,8 +89,9 @@ class LayoutStore(Store):
         else:
             found = [e for e in self.entries() if e.get("annotations", {}).get(REF_NAME) == ref]
             if not found:
-                raise NotFound(f"{self.description}: no image tagged {ref!r} "
-                               f"(has: {', '.join(self.tags()) or 'none'})")
+                # A layout is local input (oci:DIR:REF, the build store): a wrong name is the user's to fix.
+                raise InputError(f"{self.description}: no image tagged {ref!r} "
+                                 f"(has: {', '.join(self.tags()) or 'none'})")
             digest = Digest.parse(found[0]["digest"])
             media_type = found[0].get("mediaType")
         path = self.blob_path(digest)
