@@ -92,3 +92,38 @@ def test_build_entry_errors_name_the_line(tmp_path, build, line, message):
     with pytest.raises(InputError) as err:
         imagesfile.load(path)
     assert str(err.value).startswith(f"{path}:{line}: {message}")
+
+
+def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
+    """The whole contract, end to end: the repository's image set (stand-in content) and the real chart
+    bundled, loaded into a real registry, and the chart rendered with nothing but the values file
+    `airgap load` wrote: every image the chart runs comes from that registry, pinned by the digest the
+    registry holds."""
+    from airgap.synth import LayerSpec, add_image
+    from helpers import airgap, write_images_md
+
+    spec = imagesfile.load(REPO / "IMAGES.md")
+    layout = tmp_path / "src"
+    entries = []
+    for n, e in enumerate(spec.images):
+        add_image(layout, e.name, layers=[LayerSpec(size=64 << 10, seed=500 + n)])
+        entry = {"name": e.name, "source": f"oci:{layout}:{e.name}"}
+        if e.values:
+            entry["values"] = e.values
+        entries.append(entry)
+    md = write_images_md(tmp_path / "IMAGES.md", spec.release, entries,
+                         extra=f"chart: {REPO / spec.chart}")
+    bundle = tmp_path / "b.tar"
+    airgap("bundle", "--images", str(md), "-o", str(bundle), "--store", str(tmp_path / "store"))
+    values = tmp_path / "values-airgap.yaml"
+    airgap("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
+           "--insecure-skip-verify", "--values-out", str(values), "--no-chart-push")
+    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values)],
+                         capture_output=True, text=True, check=True).stdout
+    rendered = _pod_images([d for d in yaml.safe_load_all(out) if d])
+    assert len(rendered) == len(CHART_IMAGE_PATHS)
+    for image in rendered:
+        name, _, digest = image.partition("@")
+        assert name.startswith(f"{registry.host}/haystack/") and digest.startswith("sha256:"), image
+        repo = name.split("/", 1)[1]
+        assert registry.manifest_digest(repo, digest) == digest
