@@ -7,6 +7,7 @@ default ``credsStore``; helpers are ``docker-credential-<name> get`` with the ho
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 import json
 import os
 import subprocess
@@ -99,15 +100,16 @@ def resolve(host: str, username: str | None = None, password: str | None = None)
     return from_docker_config(host)
 
 
-class CredentialSource:
+class CredentialSource(ABC):
     """Where the Authenticator gets credentials; ``renew`` when the registry rejected them.
 
     Static credentials (flags, env, docker config) cannot be renewed; short-lived ones (ECR's 12 h
     tokens) fetch new ones when they expire, including mid-load.
     """
 
+    @abstractmethod
     def get(self) -> Credentials | None:
-        raise NotImplementedError
+        """The credentials to use now (None: anonymous)."""
 
     def renew(self, rejected: Credentials) -> Credentials | None:
         """Freshly obtained credentials after ``rejected`` was refused (worth one retry);
