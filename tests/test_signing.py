@@ -279,15 +279,7 @@ def test_skopeo_accepts_our_signatures_and_rejects_tampered(tmp_path, keypair, r
 def test_we_accept_signatures_skopeo_makes_with_our_key(tmp_path, keypair, registry, trixie_skopeo):
     layout = tmp_path / "src"
     digests = demo_layout(layout)
-    pw = tmp_path / "pw"
-    pw.write_text(PASSWORD)
-    regd = tmp_path / "registries.d"
-    regd.mkdir()
-    (regd / "t.yaml").write_text(f"docker:\n  {registry.host}:\n    use-sigstore-attachments: true\n")
-    proc = subprocess.run([trixie_skopeo, "--registries.d", str(regd), "copy", "--dest-tls-verify=false", "--preserve-digests",
-                           "--sign-by-sigstore-private-key", str(keypair[0]), "--sign-passphrase-file", str(pw),
-                           f"oci:{layout}:query", f"docker://{registry.host}/app/query:1"],
-                          capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)))
+    proc = _skopeo_sign(trixie_skopeo, keypair[0], tmp_path, f"oci:{layout}:query", registry.host, "app/query:1")
     assert proc.returncode == 0, proc.stderr
     v = _verify_in_registry(registry, "app/query", digests["query"], keys.load_public_key(keypair[1]))
     assert v.docker_reference == f"{registry.host}/app/query:1"  # skopeo signs the reference with its tag
@@ -295,21 +287,27 @@ def test_we_accept_signatures_skopeo_makes_with_our_key(tmp_path, keypair, regis
         _verify_in_registry(registry, "app/query", digests["query"], keys.generate().public)
 
 
+def _skopeo_sign(skopeo: str, key: Path, tmp: Path, src: str, host: str, dest: str,
+                 check: bool = False) -> subprocess.CompletedProcess:
+    """Push `src` to host/dest with containers/image signing it by our key (sigstore attachments on)."""
+    pw = tmp / "pw"
+    pw.write_text(PASSWORD)
+    regd = tmp / f"registries.d-{host.replace(':', '_')}"
+    regd.mkdir(exist_ok=True)
+    (regd / "t.yaml").write_text(f"docker:\n  {host}:\n    use-sigstore-attachments: true\n")
+    return subprocess.run([skopeo, "--registries.d", str(regd), "copy", "--dest-tls-verify=false",
+                           "--preserve-digests", "--sign-by-sigstore-private-key", str(key),
+                           "--sign-passphrase-file", str(pw), src, f"docker://{host}/{dest}"],
+                          capture_output=True, text=True, check=check, env=dict(os.environ, HOME=str(tmp)))
+
+
 def test_upstream_signature_is_checked_at_bundle_time(tmp_path, keypair, registry_factory, trixie_skopeo):
     """An IMAGES.md entry with verify: {key: upstream.pub}: bundled only if the upstream's signature holds."""
     upstream = registry_factory()
     layout = tmp_path / "src"
     digests = demo_layout(layout)
-    pw = tmp_path / "pw"
-    pw.write_text(PASSWORD)
-    regd = tmp_path / "registries.d"
-    regd.mkdir()
-    (regd / "t.yaml").write_text(f"docker:\n  {upstream.host}:\n    use-sigstore-attachments: true\n")
-    subprocess.run([trixie_skopeo, "--registries.d", str(regd), "copy", "--dest-tls-verify=false",
-                    "--preserve-digests", "--sign-by-sigstore-private-key", str(keypair[0]),
-                    "--sign-passphrase-file", str(pw), f"oci:{layout}:query",
-                    f"docker://{upstream.host}/vendor/query:1.0"], check=True, capture_output=True,
-                   env=dict(os.environ, HOME=str(tmp_path)))
+    _skopeo_sign(trixie_skopeo, keypair[0], tmp_path, f"oci:{layout}:query", upstream.host, "vendor/query:1.0",
+                 check=True)
     subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:indexing",
                     f"docker://{upstream.host}/vendor/unsigned:1.0"], check=True, capture_output=True)
     from helpers import write_images_md

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from airgap.errors import ManifestBlobUnknown, NotFound, RegistryError
+from airgap.errors import ManifestBlobUnknown, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.manifest import MAX_MANIFEST_BYTES, Manifest
@@ -187,8 +187,4 @@ def _error_codes(resp: httpx.Response) -> set[str]:
         return set()
 
 
-def open_repository(client: RegistryClient, repository: str) -> RegistryStore:
-    return RegistryStore(client, repository)
-
-
-__all__ = ["RegistryStore", "open_repository", "NotFound"]
+__all__ = ["RegistryStore"]
