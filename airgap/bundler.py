@@ -54,6 +54,7 @@ class BundleOptions:
     no_chart: bool = False
     no_crds: bool = False
     platforms: list[Platform] = field(default_factory=list)  # overrides IMAGES.md platforms
+    all_platforms: bool = False          # --platform all: every platform, whatever IMAGES.md says
     store: Path = field(default_factory=default_store)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     concurrency: int = 8
@@ -202,17 +203,18 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
             raise InputError(f"two CRD files are both named {name}")
         files.append((BundleFile(member, "crd", hashlib.sha256(data).hexdigest(), len(data), name), data))
 
-    if options.build is not None:
-        options.build()  # after the chart and CRD checks: a typo there fails in seconds, not after builds
     sources = _Sources(images, options)
     try:
+        _preflight(images, options, sources, files)
+        if options.build is not None:
+            options.build()  # after the chart, CRD and preflight checks: a typo fails in seconds, not after builds
         plan: list[tuple[ImageEntry, CopyJob, str]] = []
         pulls: list[CopyJob] = []
         upstream: dict[str, dict] = {}
         for entry in images.images:
             place, ref, tag = sources.locate(entry)
             tag = entry.tag or tag
-            platforms = list(options.platforms or entry.platforms or images.platforms) or None
+            platforms = _platforms(options, entry, images)
             if entry.verify_key:
                 # Pull exactly the digest whose signature was checked, not whatever the tag says later.
                 upstream[entry.name] = _verify_upstream(entry, place, images)
@@ -232,6 +234,31 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
     finally:
         sources.close()
     return _pack(images, options, plan, resolved, files, created, epoch, progress, t0, upstream)
+
+
+def _platforms(options: BundleOptions, entry: ImageEntry, images: ImagesFile) -> list[Platform] | None:
+    if options.all_platforms:
+        return None
+    return list(options.platforms or entry.platforms or images.platforms) or None
+
+
+def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
+               files: list[tuple[BundleFile, bytes]]) -> None:
+    """Before any build: every upstream reference resolves, and the output has room (airgap.preflight)."""
+    from airgap import preflight
+
+    stores: dict[str, RegistryStore] = {}
+    for entry in images.images:
+        if entry.source and not entry.source.startswith("oci:"):
+            place, _, _ = sources.locate(entry)
+            if isinstance(place, RegistryStore):
+                stores[entry.name] = place
+    local = LayoutStore(options.store) if (options.store / "oci-layout").is_file() else None
+    leave_out = frozenset(options.base.blobs) if options.base is not None else frozenset()
+    checked = preflight.check_references(images, stores, {e.name: _platforms(options, e, images) for e in images.images},
+                                         local, leave_out)
+    need = checked.mirrored_bytes + sum(len(data) for _, data in files)
+    preflight.check_output(options.output, need, options.store, checked.store_missing_bytes)
 
 
 def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,14 +36,57 @@ def _registry_options(f):
     return f
 
 
-def _make_registry_options(ca_file, insecure_registry, allow_insecure_auth, username, password_stdin) -> RegistryOptions:
+def _make_registry_options(ca_file, insecure_registry, allow_insecure_auth, username, password_stdin, *,
+                           target: Target | None = None, use_env: bool = True, flag: str = "--username",
+                           stdin_flag: str = "--password-stdin", env_prefix: str = "AIRGAP_REGISTRY") -> RegistryOptions:
+    """Registry options whose username/password belong to ``target``'s host only (never to the other
+    hosts a command talks to). ``use_env``: read ``<env_prefix>_USERNAME``/``_PASSWORD``."""
+    ctx = click.get_current_context(silent=True)
+    from_env = False
+    if username and ctx is not None and flag == "--username":
+        from_env = ctx.get_parameter_source("username") == click.core.ParameterSource.ENVIRONMENT
+    if from_env and not use_env:
+        username = None  # the target's credentials; this command has no target to give them to
+    if username is None and use_env and flag != "--username":
+        username = os.environ.get(f"{env_prefix}_USERNAME") or None
+        from_env = username is not None
     password = None
+    source = f"{flag}/{stdin_flag}"
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            raise InputError("--password-stdin given but standard input was empty")
-    return RegistryOptions(insecure=insecure_registry, ca_file=ca_file, username=username, password=password,
-                           allow_insecure_auth=allow_insecure_auth)
+            raise InputError(f"{stdin_flag} given but standard input was empty")
+    elif use_env and os.environ.get(f"{env_prefix}_PASSWORD"):
+        password = os.environ[f"{env_prefix}_PASSWORD"]
+        source = f"{env_prefix}_USERNAME/PASSWORD" if from_env else f"{flag} and {env_prefix}_PASSWORD"
+    if from_env and password_stdin:
+        source = f"{env_prefix}_USERNAME and {stdin_flag}"
+    if username and password is None:
+        if sys.stdin.isatty():
+            where = target.host if target else "the registry"
+            password = click.prompt(f"Password for {username} at {where}", hide_input=True)
+            source = f"{flag} and a password prompt"
+        else:
+            raise InputError(f"{flag} {username} needs a password: {stdin_flag}, {env_prefix}_PASSWORD, "
+                             "or run on a terminal to be prompted")
+    if password and not username:
+        raise InputError(f"a registry password was given without a user name ({flag})")
+    opts = RegistryOptions(insecure=insecure_registry, ca_file=ca_file, username=username, password=password,
+                           allow_insecure_auth=allow_insecure_auth,
+                           credentials_for=target.host if target else None, credentials_from=source)
+    return target.options(opts) if target else opts
+
+
+def _parse_platforms(values: tuple[str, ...]) -> tuple[list, bool]:
+    """``--platform linux/amd64,linux/arm64`` (repeatable, comma lists) or ``all``: (platforms, all)."""
+    from airgap.model import Platform
+
+    items = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    if "all" in items:
+        if len(items) > 1:
+            raise InputError("--platform all cannot be combined with a platform list")
+        return [], True
+    return [Platform.parse(p) for p in items], False
 
 
 def _build_options(f):
@@ -75,8 +119,12 @@ def _parse_build_args(pairs: tuple[str, ...]) -> dict[str, str]:
 def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     """Ship a Kubernetes application's images, Helm chart and CRDs into an air-gapped cluster."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if not verbose:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    # -v shows one line per HTTP request of our own (airgap.http: method, URL without secrets, status,
+    # time), not the HTTP library's internals.
+    for internals in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(internals).setLevel(logging.WARNING)
+    if quiet:
+        logging.getLogger("airgap.registry").setLevel(logging.ERROR)
     # Never at debug, even with -v: botocore logs whole responses (ECR's GetAuthorizationToken holds the
     # registry password) and request headers (session tokens).
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "docker"):
@@ -97,8 +145,12 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--compress", type=click.Choice(["none", "zstd"]), default="none", show_default=True,
               help="Outer compression. zstd saves space on uncompressed layers, but the isolated side then "
                    "needs scratch space to decompress before loading.")
-@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
-              help="Keep only these platforms of multi-arch images (repeatable; default: all).")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[,...]|all",
+              help="Keep only these platforms of multi-arch images (repeatable or comma-separated; 'all' keeps "
+                   "every platform, overriding IMAGES.md platforms:). Default: IMAGES.md's, else all.")
+@click.option("--credentials-host", metavar="HOST",
+              help="The upstream registry --username/--password-stdin log in to (default: the only upstream "
+                   "registry IMAGES.md mirrors from). Every other host gets only its auth-file credentials.")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path),
               help="Local content store (OCI layout) for built and pulled images. Default: ~/.cache/airgap/store.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -114,14 +166,17 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @_build_options
 @_registry_options
 @click.pass_obj
-def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, store, key_path, base_path,
-           base_key, split, as_json, no_build, source, builder, build_args, **reg) -> None:
+def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, credentials_host, store,
+           key_path, base_path, base_key, split, as_json, no_build, source, builder, build_args, **reg) -> None:
     """Build the first-party images, pull the third-party ones, sign and pack them with the chart and CRDs."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
-    from airgap.model import Platform
 
     images = imagesfile.load(images_path)
+    platform_list, all_platforms = _parse_platforms(platforms)
+    registry_options = _make_registry_options(**{k: reg[k] for k in _REG_KEYS},
+                                              target=_upstream_login_target(images, credentials_host, reg["username"]),
+                                              use_env=False)
     key = None
     if key_path:
         # Ask for the password before any build: nobody should wait minutes to then be prompted.
@@ -140,8 +195,8 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
 
     opts = BundleOptions(key=key, base=base, build=None if no_build else build_first, split=parse_size(split) if split else None, output=output, chart=chart,
                          crds=list(crds), no_chart=no_chart, no_crds=no_crds,
-                         platforms=[Platform.parse(p) for p in platforms], store=store or default_store(),
-                         registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
+                         platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
+                         registry=registry_options,
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
     progress = make_progress(obj["quiet"])
     try:
@@ -153,6 +208,25 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
     else:
         click.echo(f"{result.path}: {len(result.manifest.images)} images, {result.manifest.blob_count} blobs, "
                    f"{human_bytes(result.size)} in {result.seconds:.1f} s")
+
+
+def _upstream_login_target(images, credentials_host: str | None, username: str | None) -> Target | None:
+    """The one upstream host bundle's explicit credentials belong to."""
+    from airgap.model import Reference
+
+    if credentials_host:
+        return Target.parse(credentials_host)
+    ctx = click.get_current_context(silent=True)
+    if not username or (ctx is not None and
+                        ctx.get_parameter_source("username") == click.core.ParameterSource.ENVIRONMENT):
+        return None
+    hosts = sorted({Reference.parse(e.source).registry for e in images.images
+                    if e.source and not e.source.startswith("oci:")})
+    if len(hosts) != 1:
+        raise InputError(f"--username: IMAGES.md mirrors from {len(hosts)} registries ({', '.join(hosts) or 'none'}); "
+                         "name the one these credentials are for with --credentials-host (the others use "
+                         "docker login / podman login)")
+    return Target(hosts[0])
 
 
 def parse_size(text: str) -> int:
@@ -265,7 +339,7 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
         policy_dir = Path.cwd() if to_stdout else Path(values_out).resolve().parent
     opts = LoadOptions(key=key, insecure_skip_verify=insecure_skip_verify, allow_downgrade=allow_downgrade,
                        policy_dir=policy_dir, target=Target.parse(registry),
-                       registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
+                       registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=Target.parse(registry)),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
                        create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
@@ -302,7 +376,8 @@ def probe(registry, target_kind, as_json, **reg) -> None:
     """Show what a registry supports (auth, mount, referrers, chunked upload, OCI index) and what a load does about it."""
     from airgap.targets.probe import probe as run_probe
 
-    result = run_probe(Target.parse(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS}), target_kind)
+    result = run_probe(Target.parse(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS},
+                                                                      target=Target.parse(registry)), target_kind)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -418,7 +493,7 @@ def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
         from airgap.sign.keys import load_private_key, password_from_env_or_prompt
         key = load_private_key(key_path, password_from_env_or_prompt())
     target = Target.parse(registry)
-    client = RegistryClient(target.host, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}))
+    client = RegistryClient(target.host, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=target))
     progress = make_progress(obj["quiet"])
     try:
         inv = take_inventory(client, target, list(repos) or None, progress)
@@ -437,26 +512,49 @@ def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
               type=click.Path(dir_okay=False, path_type=Path), help="The image set to mirror.")
 @click.option("--from", "source", required=True, metavar="HOST[:PORT][/PREFIX]")
 @click.option("--to", "dest", required=True, metavar="HOST[:PORT][/PREFIX]")
-@click.option("--from-insecure", is_flag=True, help="Plain HTTP to the source registry.")
-@click.option("--to-insecure", is_flag=True, help="Plain HTTP to the destination registry.")
-@click.option("--from-ca-file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--to-ca-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from-insecure-registry", "--from-insecure", "from_insecure", is_flag=True,
+              help="Talk plain HTTP to the source registry (no TLS).")
+@click.option("--to-insecure-registry", "--to-insecure", "to_insecure", is_flag=True,
+              help="Talk plain HTTP to the destination registry (no TLS).")
+@click.option("--from-ca-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="CA bundle (PEM) the source registry's TLS certificate chains to.")
+@click.option("--to-ca-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="CA bundle (PEM) the destination registry's TLS certificate chains to.")
+@click.option("--from-allow-insecure-auth", is_flag=True, help="Allow credentials over plain HTTP to the source.")
+@click.option("--to-allow-insecure-auth", is_flag=True, help="Allow credentials over plain HTTP to the destination.")
+@click.option("--from-username", help="Source registry user (default: its auth-file entry). "
+              "Env: AIRGAP_FROM_REGISTRY_USERNAME.")
+@click.option("--from-password-stdin", is_flag=True, help="Read the source password from standard input. "
+              "Env: AIRGAP_FROM_REGISTRY_PASSWORD.")
+@click.option("--to-username", envvar="AIRGAP_REGISTRY_USERNAME",
+              help="Destination registry user (default: its auth-file entry). Env: AIRGAP_REGISTRY_USERNAME.")
+@click.option("--to-password-stdin", is_flag=True, help="Read the destination password from standard input. "
+              "Env: AIRGAP_REGISTRY_PASSWORD.")
 @click.option("--concurrency", "-j", default=8, show_default=True, type=click.IntRange(1, 64))
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_file, to_ca_file, concurrency,
-         dry_run, as_json) -> None:
-    """Mirror the image set (and signatures) from one registry to another (credentials: docker config)."""
+def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_file, to_ca_file,
+         from_allow_insecure_auth, to_allow_insecure_auth, from_username, from_password_stdin, to_username,
+         to_password_stdin, concurrency, dry_run, as_json) -> None:
+    """Mirror the image set (and signatures) from one registry to another, each with its own credentials."""
     from airgap import imagesfile
     from airgap.sync import sync as do_sync
 
+    if from_password_stdin and to_password_stdin:
+        raise InputError("only one of --from-password-stdin and --to-password-stdin can read standard input; "
+                         "give the other password in its environment variable")
+    src_target, dst_target = Target.parse(source), Target.parse(dest)
+    src_opts = _make_registry_options(from_ca_file, from_insecure, from_allow_insecure_auth, from_username,
+                                      from_password_stdin, target=src_target, flag="--from-username",
+                                      stdin_flag="--from-password-stdin", env_prefix="AIRGAP_FROM_REGISTRY")
+    dst_opts = _make_registry_options(to_ca_file, to_insecure, to_allow_insecure_auth, to_username,
+                                      to_password_stdin, target=dst_target, flag="--to-username",
+                                      stdin_flag="--to-password-stdin")
     images = imagesfile.load(images_path)
     progress = make_progress(obj["quiet"])
     try:
-        report = do_sync(images, Target.parse(source), Target.parse(dest),
-                         source_options=RegistryOptions(insecure=from_insecure, ca_file=from_ca_file),
-                         dest_options=RegistryOptions(insecure=to_insecure, ca_file=to_ca_file),
+        report = do_sync(images, src_target, dst_target, source_options=src_opts, dest_options=dst_opts,
                          concurrency=concurrency, progress=progress, dry_run=dry_run)
     finally:
         progress.close()

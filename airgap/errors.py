@@ -57,3 +57,7 @@ class BuildError(AirgapError):
 class ManifestBlobUnknown(RegistryError):
     """A manifest push refused because the registry lacks a blob or child manifest it references,
     although HEAD said it was there (Nexus 3, nexus-public#264); the copy engine re-uploads and retries."""
+
+
+class RateLimited(RegistryError):
+    """A registry's rate limit (Docker Hub's pull limit): the message says how long to wait."""

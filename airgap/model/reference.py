@@ -9,11 +9,31 @@ from airgap.errors import InputError
 from airgap.model.digest import Digest
 
 DOCKER_HUB = "docker.io"
+# Docker Hub's names: ``docker.io`` is the name images carry, not an API (https://docker.io/v2/ answers
+# 301 to the web site, docker/hub-feedback#1767); ``index.docker.io`` is the legacy name; the API host
+# clients use is registry-1.docker.io (what docker and containerd resolve docker.io to).
+DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"  # how `docker login` keys Hub credentials
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # ASCII only, as the distribution spec says
 HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                      r"[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def canonical_registry(host: str) -> str:
+    """The registry's name as references carry it: every Docker Hub alias is ``docker.io``."""
+    return DOCKER_HUB if host.lower() in DOCKER_HUB_ALIASES else host
+
+
+def api_host(host: str) -> str:
+    """Where a registry's API answers: the one place a registry name becomes a URL host."""
+    return DOCKER_HUB_API if host.lower() in DOCKER_HUB_ALIASES else host
+
+
+def is_docker_hub(host: str) -> bool:
+    return host.lower() in DOCKER_HUB_ALIASES
 
 
 def valid_repository(path: str) -> bool:
@@ -56,6 +76,7 @@ class Reference:
             registry, path = DOCKER_HUB, text
         if not HOST_RE.match(registry):
             raise InputError(f"bad registry host {registry!r} in image reference {original!r}")
+        registry = canonical_registry(registry)
         if registry == DOCKER_HUB and "/" not in path:
             path = f"library/{path}"
         if not valid_repository(path):
@@ -72,6 +93,11 @@ class Reference:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+    @property
+    def api_host(self) -> str:
+        """The host to send this reference's API requests to (Docker Hub: registry-1.docker.io)."""
+        return api_host(self.registry)
 
     @property
     def ref(self) -> str:

@@ -131,17 +131,33 @@ class Authenticator:
             query.append(("scope", part))
         headers = {}
         creds = self.credentials
-        if creds:
-            self._check_transport(realm)
-            headers["Authorization"] = creds.basic_header()
         try:
-            resp = self._http.get(realm, params=query, headers=headers)
+            if creds and creds.identity_token:
+                # docker login's OAuth refresh token: exchanged with a POST, as docker does
+                # (distribution token spec, "OAuth2 token authentication").
+                self._check_transport(realm)
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "client_id": "airgap", "access_type": "offline"}
+                if ch.params.get("service"):
+                    form["service"] = ch.params["service"]
+                if full_scope:
+                    form["scope"] = full_scope
+                resp = self._http.post(realm, data=form)
+            else:
+                if creds:
+                    self._check_transport(realm)
+                    headers["Authorization"] = creds.basic_header()
+                resp = self._http.get(realm, params=query, headers=headers)
         except httpx.HTTPError as exc:
             raise AuthError(f"cannot reach token service {realm} of registry {self.host}: {exc}") from None
         if resp.status_code in (401, 403):
-            who = f"as {creds.username!r}" if creds else "anonymously"
+            who = f"as {creds.username!r}" if creds and creds.username else (
+                "with an identity token" if creds else "anonymously")
+            where = self.source.describe()
+            looked = f" (credentials looked for in: {where})" if where and not creds else (
+                f" (credentials from {where})" if where else "")
             raise AuthError(f"registry {self.host} refused a token {who} for {full_scope or 'registry'}: "
-                            f"{_error_text(resp)}")
+                            f"{_error_text(resp)}{looked}")
         if resp.status_code != 200:
             raise AuthError(f"token service {realm} of registry {self.host} answered HTTP {resp.status_code}")
         try:

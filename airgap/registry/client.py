@@ -1,14 +1,26 @@
-"""One HTTP client per registry: TLS, auth, retries, and errors that name the registry.
+"""One HTTP client per registry: TLS, auth, redirects, retries, and errors that name the registry.
 
 Retry policy (``RegistryOptions.retries`` attempts): 408, 429 and 5xx answers and dropped connections
 are retried with exponential backoff, honouring ``Retry-After``. Requests whose body is a stream are
 not retried here; they raise :class:`Transient` and the copy engine retries the whole blob from a
-fresh stream.
+fresh stream. A rate limit whose wait is longer than a retry is worth (Docker Hub's pull limit) is
+reported at once, with the wait.
+
+Redirects are followed here, on every kind of request (distribution-spec allows a registry to
+redirect any of them; registry.k8s.io redirects manifests, Docker Hub and Quay send blobs to a CDN).
+``Authorization`` goes only to the registry's own origin, never to a host a redirect points at; a
+loop, or a redirect from HTTPS down to plain HTTP, is an error naming both hosts.
+
+The registry name is mapped to its API host in one place (:func:`airgap.model.reference.api_host`):
+``docker.io`` is answered by ``registry-1.docker.io``. Loopback registries without a flag get TLS
+first, then plain HTTP when the port does not speak TLS (as docker and crane do), and the client says
+which. With ``-v`` every HTTP request is logged as one line on the ``airgap.http`` logger.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import re
 import ssl
@@ -20,13 +32,20 @@ from pathlib import Path
 
 import httpx
 
-from airgap.model.reference import HOST_RE
-from airgap.errors import AuthError, InputError, NotFound, RegistryError
+from airgap.model.reference import HOST_RE, api_host, canonical_registry
+from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError
 from airgap.registry import credentials as creds
 from airgap.registry.auth import Authenticator, error_text
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+MAX_RETRY_WAIT = 60.0  # longer waits (Docker Hub's 6 h pull-limit window) are reported, not slept
 USER_AGENT = "airgap/0.1"
+http_log = logging.getLogger("airgap.http")
+log = logging.getLogger("airgap.registry")
+# Query parameters safe to show in a log line; anything else (CDN signatures, upload state) is masked.
+_SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
 
 
 class Transient(RegistryError):
@@ -36,6 +55,7 @@ class Transient(RegistryError):
 @dataclass(frozen=True)
 class RegistryOptions:
     insecure: bool = False             # plain HTTP instead of HTTPS
+    tls_only: bool = False             # the user wrote https://: no plain-HTTP fallback, even on loopback
     ca_file: Path | None = None        # extra CA bundle for a private PKI
     username: str | None = None
     password: str | None = None
@@ -44,6 +64,18 @@ class RegistryOptions:
     backoff: float = 0.5               # first retry delay, doubled each time, capped at 20 s
     connections: int = 16
     timeout: float = 300.0             # per read/write; large layers stream for far longer in total
+    # The one host username/password belong to (the command's target registry). None: whichever host
+    # the options are given to (one client per options object). Other hosts get only their auth files.
+    credentials_for: str | None = None
+    credentials_from: str = "--username/--password-stdin"  # where they came from, for messages
+
+    def explicit_for(self, host: str) -> creds.Credentials | None:
+        """The explicit credentials if they belong to ``host``, else None."""
+        if not (self.username and self.password):
+            return None
+        if self.credentials_for is not None and canonical_registry(self.credentials_for) != canonical_registry(host):
+            return None
+        return creds.Credentials(self.username, self.password)
 
     def __repr__(self) -> str:  # the password must never reach a log line
         return f"RegistryOptions(insecure={self.insecure}, ca_file={self.ca_file}, username={self.username!r})"
@@ -55,13 +87,17 @@ class Target:
 
     host: str
     prefix: str = ""
+    scheme: str | None = None  # "http" or "https" when the user wrote one: honoured, never dropped
 
     @classmethod
     def parse(cls, text: str) -> "Target":
         raw = text.strip()
-        for scheme in ("https://", "http://", "oci://", "docker://"):
-            if raw.startswith(scheme):
-                raw = raw[len(scheme):]
+        scheme = None
+        for prefix in ("https://", "http://", "oci://", "docker://"):
+            if raw.startswith(prefix):
+                raw = raw[len(prefix):]
+                if prefix in ("https://", "http://"):
+                    scheme = prefix[:-3]
         host, _, prefix = raw.partition("/")
         prefix = prefix.strip("/")
         if "@" in raw:
@@ -72,7 +108,19 @@ class Target:
         from airgap.model.reference import valid_repository
         if prefix and not valid_repository(prefix):
             raise InputError(f"bad registry prefix {prefix!r} in {text!r}: lower-case letters, digits, . _ - and /")
-        return cls(host, prefix)
+        return cls(host, prefix, scheme)
+
+    def options(self, base: "RegistryOptions") -> "RegistryOptions":
+        """``base`` adjusted to the scheme the user wrote, refusing contradictions."""
+        from dataclasses import replace
+        if self.scheme == "http":
+            return replace(base, insecure=True)
+        if self.scheme == "https":
+            if base.insecure:
+                raise InputError(f"registry https://{self} contradicts --insecure-registry (plain HTTP): "
+                                 "drop one of them")
+            return replace(base, tls_only=True)
+        return base
 
     def repository(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -101,13 +149,17 @@ class RegistryClient:
     def __init__(self, host: str, options: RegistryOptions | None = None,
                  transport: httpx.BaseTransport | None = None,
                  credentials: creds.CredentialSource | None = None, api_root: str = ""):
-        self.host = host
+        self.host = host  # the registry's name, as messages and place keys show it
+        self.api_host = api_host(host)  # where its API answers (docker.io -> registry-1.docker.io)
         self.options = options or RegistryOptions()
         # Nexus serves each hosted repository's API under /repository/<repo>/v2/ as well as with
         # path-based routing; api_root "/repository/<repo>" maps "<repo>/<name>" onto that endpoint.
         self.api_root = api_root.rstrip("/")
         scheme = "http" if self.options.insecure else "https"
-        self.base = f"{scheme}://{host}"
+        self._base = f"{scheme}://{self.api_host}"
+        # Loopback without a flag: TLS first, plain HTTP if the port does not speak TLS (docker, crane).
+        self._scheme_open = (not self.options.insecure and not self.options.tls_only and is_loopback(self.api_host)
+                             and transport is None)
         verify: ssl.SSLContext | bool = True
         if self.options.ca_file:
             if not Path(self.options.ca_file).is_file():
@@ -116,21 +168,57 @@ class RegistryClient:
                 verify = ssl.create_default_context(cafile=str(self.options.ca_file))
             except ssl.SSLError:
                 raise InputError(f"CA file {self.options.ca_file} is not a PEM certificate bundle") from None
+        self._started: dict[int, float] = {}
         self.http = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(self.options.timeout, connect=30.0),
             limits=httpx.Limits(max_connections=self.options.connections,
                                 max_keepalive_connections=self.options.connections),
             headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
+            follow_redirects=False,  # followed in _send, which decides where Authorization may go
             transport=transport,  # tests swap in httpx.MockTransport for protocol edge cases
+            event_hooks={"request": [self._log_request], "response": [self._log_response]},
         )
-        source = credentials or creds.StaticSource(
-            creds.resolve(host, self.options.username, self.options.password))
-        self.auth = Authenticator(host, source, self.http, self._check_credentials_transport)
+        if credentials is None:
+            found = creds.lookup(host, self.options.explicit_for(host), self.options.credentials_from)
+            where = found.found_in if found.credentials is not None else found.where()
+            credentials = creds.StaticSource(found.credentials, where or "")
+        self.auth = Authenticator(host, credentials, self.http, self._check_credentials_transport)
+
+    @property
+    def base(self) -> str:
+        """``scheme://api-host`` of the registry (settles TLS-or-HTTP for a loopback registry first)."""
+        if self._scheme_open:
+            self._settle_scheme()
+        return self._base
+
+    def _settle_scheme(self) -> None:
+        self._scheme_open = False
+        try:
+            self.http.get(self._base + "/v2/", timeout=10.0).close()
+            return
+        except httpx.TransportError as exc:
+            text = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in text or not _tls_refused(exc):
+                return  # it speaks TLS (with a certificate to fix), or nothing listens: the request will say
+        self._base = f"http://{self.api_host}"
+        log.warning("registry %s does not speak TLS; using plain HTTP (loopback registries only)", self.host)
 
     def close(self) -> None:
         self.http.close()
+
+    # -- -v: one line per request ----------------------------------------------------------------
+    def _log_request(self, request: httpx.Request) -> None:
+        if http_log.isEnabledFor(logging.DEBUG):
+            self._started[id(request)] = time.monotonic()
+
+    def _log_response(self, response: httpx.Response) -> None:
+        if not http_log.isEnabledFor(logging.DEBUG):
+            return
+        t0 = self._started.pop(id(response.request), None)
+        ms = f" {1000 * (time.monotonic() - t0):.0f} ms" if t0 is not None else ""
+        http_log.debug("%s %s %d%s", response.request.method, redact_url(response.request.url),
+                       response.status_code, ms)
 
     def _check_credentials_transport(self, url: str | None = None) -> None:
         """Credentials go in clear text only to loopback, or when the user said the network is trusted.
@@ -150,7 +238,9 @@ class RegistryClient:
 
     def same_origin(self, url: str) -> bool:
         """Authorization goes only to the registry itself, never to a host its answers point at."""
-        return url.startswith(self.base + "/") or "://" not in url
+        if "://" not in url:
+            return True
+        return _origin(httpx.URL(url)) == _origin(httpx.URL(self.base))
 
     def repo_path(self, repository: str) -> str:
         """The URL path of a repository's API: ``/v2/<repository>``, or Nexus's per-repository
@@ -172,10 +262,10 @@ class RegistryClient:
     def request(self, method: str, path: str, *, scope: str, headers: dict[str, str] | None = None,
                 content: bytes | None = None, params: dict[str, str] | None = None,
                 ok: tuple[int, ...] = (200, 201, 202, 204), what: str = "") -> httpx.Response:
-        """A request without a streamed body, retried and authenticated; raises on a non-``ok`` answer."""
-        resp = self._send(lambda h: self.http.request(method, self._url(path), headers=h, content=content,
-                                                      params=params), scope, headers,
-                          on_foreign=not self.same_origin(path))
+        """A request without a streamed body, retried, authenticated and redirected; raises on a
+        non-``ok`` answer."""
+        resp = self._send(method, self._url(path), scope=scope, headers=headers, content=content, params=params,
+                          what=what or f"{method} {path}")
         if resp.status_code not in ok:
             self.raise_for(resp, what or f"{method} {path}")
         return resp
@@ -189,8 +279,8 @@ class RegistryClient:
         if creds_now:
             self._check_credentials_transport()
             headers["Authorization"] = creds_now.basic_header()
-        resp = self._send(lambda h: self.http.request(method, self._url(path), headers={**h, **headers}, json=json,
-                                                      params=params), "", None, on_foreign=True)
+        resp = self._send(method, self._url(path), scope="", headers=headers, json=json, params=params,
+                          challenge=False, what=what or f"{method} {path}")
         if resp.status_code not in ok:
             self.raise_for(resp, what or f"{method} {path}")
         return resp
@@ -198,56 +288,87 @@ class RegistryClient:
     @contextmanager
     def stream(self, path: str, *, scope: str, headers: dict[str, str] | None = None,
                what: str = "") -> Iterator[httpx.Response]:
-        """GET with a streamed response body, following redirects (blob storage behind S3 etc.)."""
-        url = self._url(path)
-        for _ in range(5):
-            req_headers = dict(headers or {})
-            resp = self._send(lambda h: self.http.send(self.http.build_request("GET", url, headers=h), stream=True),
-                              scope, req_headers, on_foreign=not url.startswith(self.base + "/"))
-            if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                resp.close()
-                url = str(resp.url.join(resp.headers["location"]))
-                continue
-            try:
-                if resp.status_code != 200:
-                    resp.read()
-                    self.raise_for(resp, what or f"GET {path}")
-                yield resp
-            finally:
-                resp.close()
-            return
-        raise RegistryError(f"registry {self.host}: too many redirects for {what or path}")
+        """GET with a streamed response body (redirects followed as for every request)."""
+        resp = self._send("GET", self._url(path), scope=scope, headers=headers, stream=True,
+                          what=what or f"GET {path}")
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                self.raise_for(resp, what or f"GET {path}")
+            yield resp
+        finally:
+            resp.close()
 
-    def _send(self, do: Callable[[dict[str, str]], httpx.Response], scope: str,
-              headers: dict[str, str] | None, on_foreign: bool = False) -> httpx.Response:
+    def _send(self, method: str, url: str, *, scope: str, headers: dict[str, str] | None = None,
+              content: bytes | None = None, params: dict[str, str] | None = None, json: object | None = None,
+              stream: bool = False, challenge: bool = True, what: str = "") -> httpx.Response:
+        """One logical request: every hop of its redirects, each retried and authenticated on its own.
+        Only hops to the registry's own origin carry Authorization (ours or the caller's)."""
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(params))
+        hops = [url]
+        while True:
+            own = self.same_origin(url)
+            hop_headers = dict(headers or {})
+            if not own:
+                hop_headers = {k: v for k, v in hop_headers.items() if k.lower() != "authorization"}
+            resp = self._send_hop(method, url, scope, hop_headers, content, json, stream,
+                                  authenticate=own and challenge)
+            location = resp.headers.get("location")
+            if resp.status_code not in REDIRECT_STATUS or not location:
+                return resp
+            if method not in ("GET", "HEAD") and resp.status_code not in (307, 308):
+                return resp  # a 301/302/303 answer to a write is not a redirect of that write
+            resp.close()
+            nxt = str(resp.url.join(location))
+            here, there = httpx.URL(url), httpx.URL(nxt)
+            if here.scheme == "https" and there.scheme != "https":
+                raise RegistryError(f"registry {self.host}: {what} was redirected from HTTPS ({here.host}) to plain "
+                                    f"HTTP ({there.host}); refusing to follow a downgrade")
+            if nxt in hops:
+                chain = " -> ".join(_host_port(u) for u in hops + [nxt])
+                raise RegistryError(f"registry {self.host}: {what}: redirect loop ({chain})")
+            hops.append(nxt)
+            if len(hops) > MAX_REDIRECTS:
+                chain = " -> ".join(_host_port(u) for u in hops)
+                raise RegistryError(f"registry {self.host}: {what}: more than {MAX_REDIRECTS} redirects ({chain})")
+            url = nxt
+
+    def _send_hop(self, method: str, url: str, scope: str, headers: dict[str, str], content: bytes | None,
+                  json: object | None, stream: bool, authenticate: bool) -> httpx.Response:
         attempt = 0
         auth_retried = False
         while True:
-            h = dict(headers or {})
-            had_auth = False
-            if not on_foreign:
+            h = dict(headers)
+            had_auth = "authorization" in {k.lower() for k in h}
+            if authenticate:
                 auth_header = self.auth.header_for(scope)
                 if auth_header:
                     h["Authorization"] = auth_header
                     had_auth = True
             try:
-                resp = do(h)
+                req = self.http.build_request(method, url, headers=h, content=content, json=json)
+                resp = self.http.send(req, stream=stream)
             except httpx.TransportError as exc:
+                if http_log.isEnabledFor(logging.DEBUG):
+                    http_log.debug("%s %s failed: %s", method, redact_url(httpx.URL(url)), exc.__class__.__name__)
                 attempt += 1
                 if attempt >= self.options.retries:
                     raise self._transport_error(exc) from None
                 self._sleep(attempt, None)
                 continue
-            if resp.status_code == 401 and not auth_retried and not on_foreign:
+            if resp.status_code == 401 and not auth_retried and authenticate:
                 header = resp.headers.get("www-authenticate")
                 if self.auth.on_challenge(header, scope, had_auth) or (had_auth and self.auth.renew(resp)):
                     resp.close()
                     auth_retried = True
                     continue
-            if resp.status_code == 403 and had_auth and not auth_retried and self.auth.renew(resp):
+            if resp.status_code == 403 and had_auth and not auth_retried and authenticate and self.auth.renew(resp):
                 resp.close()
                 auth_retried = True
                 continue
+            if resp.status_code == 429:
+                self._check_rate_limit(resp, attempt + 1 < self.options.retries)
             if resp.status_code in RETRY_STATUS and attempt + 1 < self.options.retries:
                 attempt += 1
                 retry_after = resp.headers.get("retry-after")
@@ -255,6 +376,32 @@ class RegistryClient:
                 self._sleep(attempt, retry_after)
                 continue
             return resp
+
+    def _check_rate_limit(self, resp: httpx.Response, can_retry: bool) -> None:
+        """Raise RateLimited when waiting is not worth it: a wait beyond MAX_RETRY_WAIT, no wait given
+        while the registry says the quota is spent (Docker Hub), or no retries left."""
+        wait = _seconds(resp.headers.get("retry-after"))
+        remaining = (resp.headers.get("ratelimit-remaining") or "").split(";")[0].strip()
+        limit = resp.headers.get("ratelimit-limit") or ""
+        try:
+            resp.read()
+        except httpx.HTTPError:
+            pass
+        codes = {str(e.get("code", "")).upper() for e in _errors(resp)}
+        spent = remaining == "0" or "TOOMANYREQUESTS" in codes
+        if can_retry and ((wait is not None and wait <= MAX_RETRY_WAIT) or (wait is None and not spent)):
+            return
+        window = _window(limit)
+        if wait is not None:
+            when = f"try again in {_duration(wait)}"
+        elif window:
+            when = f"the limit resets within {_duration(window)}"
+        else:
+            when = "try again later"
+        quota = f" (limit {limit.split(';')[0]} per {_duration(window)})" if window else ""
+        hint = " or log in (docker login) for a higher limit" if self.api_host == api_host("docker.io") and \
+            self.auth.credentials is None else ""
+        raise RateLimited(f"registry {self.host} rate-limits us{quota}: {error_text(resp)}; {when}{hint}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = min(self.options.backoff * (2 ** (attempt - 1)), 20.0) * (0.8 + 0.4 * random.random())
@@ -280,7 +427,12 @@ class RegistryClient:
     def raise_for(self, resp: httpx.Response, what: str) -> None:
         msg = error_text(resp)
         if resp.status_code in (401, 403):
-            who = f" as {self.auth.credentials.username!r}" if self.auth.credentials else " (no credentials found)"
+            where = self.auth.source.describe()
+            if self.auth.credentials:
+                name = self.auth.credentials.username or "an identity token"
+                who = f" as {name!r}" + (f" (credentials from {where})" if where else "")
+            else:
+                who = " (no credentials for this host" + (f"; looked in {where})" if where else ")")
             raise AuthError(f"registry {self.host} denied {what}{who}: {msg}")
         if resp.status_code == 404:
             raise NotFound(f"registry {self.host}: {what}: not found ({msg})")
@@ -290,3 +442,70 @@ class RegistryClient:
         if resp.status_code in RETRY_STATUS:
             raise Transient(f"registry {self.host}: {what}: {msg}")
         raise RegistryError(f"registry {self.host}: {what}: {msg}")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return (url.scheme, url.host.lower(), port)
+
+
+def _host_port(url: str) -> str:
+    u = httpx.URL(url)
+    return u.host + (f":{u.port}" if u.port else "")
+
+
+def redact_url(url: httpx.URL) -> str:
+    """A URL for a log line: no userinfo, and query values masked unless known to be harmless
+    (CDN redirects carry signatures in the query)."""
+    q = [(k, v if k in _SAFE_QUERY else "***") for k, v in url.params.multi_items()]
+    clean = url.copy_with(username=None, password=None, query=None)
+    if not q:
+        return str(clean)
+    return f"{clean}?" + "&".join(f"{k}={v}" for k, v in q)
+
+
+def _tls_refused(exc: httpx.TransportError) -> bool:
+    """The port answered, but not with TLS (a plain-HTTP server replied to our ClientHello)."""
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}".lower()
+    return any(s in text for s in ("wrong version number", "record layer failure", "unexpected eof",
+                                   "http request", "packet length too long", "unknown protocol", "ssl"))
+
+
+def _seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value.strip()), 0.0)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        try:
+            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError):
+            return None
+
+
+def _window(limit: str) -> float | None:
+    """The window of a ``RateLimit-Limit: 100;w=21600`` header (Docker Hub), in seconds."""
+    for part in limit.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key == "w":
+            return _seconds(value)
+    return None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "a while"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def _errors(resp: httpx.Response) -> list[dict]:
+    try:
+        errs = resp.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return []
+    return [e for e in errs if isinstance(e, dict)]
