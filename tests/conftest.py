@@ -99,6 +99,16 @@ def skopeo() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture
+def public_registries(tmp_path_factory: pytest.TempPathFactory):
+    """Docker Hub, Quay and registry.k8s.io as they behave, offline (tests/public_registries.py)."""
+    require_tools("docker-registry")
+    from public_registries import running_public_registries
+
+    with running_public_registries(tmp_path_factory.mktemp("public")) as emulation:
+        yield emulation
+
+
+@pytest.fixture
 def layout(tmp_path: Path) -> Path:
     """Path of a fresh, empty directory to use as an OCI image layout (synth initialises it)."""
     path = tmp_path / "layout"

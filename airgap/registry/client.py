@@ -401,7 +401,8 @@ class RegistryClient:
         quota = f" (limit {limit.split(';')[0]} per {_duration(window)})" if window else ""
         hint = " or log in (docker login) for a higher limit" if self.api_host == api_host("docker.io") and \
             self.auth.credentials is None else ""
-        raise RateLimited(f"registry {self.host} rate-limits us{quota}: {error_text(resp)}; {when}{hint}")
+        said = error_text(resp) if resp.content else ("pull rate limit reached" if spent else "HTTP 429")
+        raise RateLimited(f"registry {self.host} rate-limits us{quota}: {said}; {when}{hint}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = min(self.options.backoff * (2 ** (attempt - 1)), 20.0) * (0.8 + 0.4 * random.random())
