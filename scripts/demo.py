@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """`make demo`: the whole job end to end on one machine, offline, on embedded defaults.
 
-Two throwaway registries on loopback play the internet (upstream) and the isolated site (private).
-Small synthetic stand-ins of the third-party images (OpenSearch, the exporter, busybox, Traefik) are
-published upstream. The first-party images are really built, with buildah, from the demo sources in
-demo/haystack-rag-app (upstream's layout, Dockerfiles with RUN steps) on a busybox base image made
-here from Debian's busybox-static. The demo then runs the real commands a user runs: `airgap bundle`
-(build, pull, pack) from the repository's own IMAGES.md with its upstream hosts pointed at the
-stand-in registry, `airgap inspect`, `airgap load`, and prints the values file.
+The internet is played by the public-registry emulation of the tests (tests/public_registries.py): a
+loopback HTTPS proxy that answers as Docker Hub, Quay and registry.k8s.io do (Hub's 301 on docker.io,
+token services, blobs redirected to a CDN), so the upstream names stay the real ones
+(``docker.io/opensearchproject/opensearch:2.18.0``). A throwaway registry on loopback plays the
+isolated site (private). Small synthetic stand-ins of the third-party images (OpenSearch, the
+exporter, busybox, Traefik) are published under their real names. The first-party images are really
+built, with buildah, from the demo sources in demo/haystack-rag-app (upstream's layout, Dockerfiles
+with RUN steps) on a busybox base image made here from Debian's busybox-static. The demo then runs the
+real commands a user runs: `airgap bundle` (build, pull, pack) from the repository's own IMAGES.md,
+unchanged but for the chart's path, `airgap inspect`, `airgap load`, and prints the values file.
 """
 
 from __future__ import annotations
@@ -26,13 +29,10 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from builders import buildah_env, make_busybox_base  # noqa: E402
+from public_registries import running_public_registries  # noqa: E402
 from registry_server import running_registry  # noqa: E402
 
 from airgap import imagesfile, synth  # noqa: E402
-from airgap.copy import CopyEngine, CopyJob  # noqa: E402
-from airgap.places.layout import LayoutStore  # noqa: E402
-from airgap.places.registry import RegistryStore  # noqa: E402
-from airgap.registry.client import RegistryClient, RegistryOptions  # noqa: E402
 
 WORK = REPO / ".demo"
 DEMO_SOURCES = REPO / "demo" / "haystack-rag-app"
@@ -58,31 +58,27 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     spec = imagesfile.load(REPO / "IMAGES.md")
-    with running_registry(WORK / "upstream") as upstream, running_registry(WORK / "private") as private:
+    with running_public_registries(WORK / "public") as upstream, running_registry(WORK / "private") as private:
         # buildah keeps its images in private storage under .demo: the host's own storage is untouched.
         build_env = buildah_env(WORK / "buildah")
         step(f"making the base image {DEMO_BASE} locally: busybox-static, buildah from scratch + commit")
         make_busybox_base(build_env, DEMO_BASE, WORK / "buildah")
 
-        step(f"publishing stand-ins of the third-party images in the upstream registry {upstream.host}")
+        step(f"publishing stand-ins of the third-party images under their real names (Docker Hub, Quay as they "
+             f"behave, offline: HTTPS proxy {upstream.host})")
         layout = WORK / "standins"
         store = WORK / "store"
-        client = RegistryClient(upstream.host, RegistryOptions(insecure=True))
-        jobs = []
         for n, entry in enumerate(e for e in spec.images if e.source):
             layers = [synth.LayerSpec(size=(1 + n % 3) << 20, seed=10 + n, compressed=True)]
             platforms = [str(p) for p in spec.platforms] or None
             synth.add_image(layout, entry.name, layers=layers, platforms=platforms,
                             labels={"org.opencontainers.image.title": entry.name})
-            ref = entry.source.split("/", 1)[1]
-            repo, _, tag = ref.rpartition(":")
-            jobs.append(CopyJob(entry.name, LayoutStore(layout), entry.name, RegistryStore(client, repo), [tag]))
-        CopyEngine().copy(jobs)
-        client.close()
+            print(f"  {entry.source} {upstream.seed(layout, entry.name, entry.source)}")
+        # The connected side reaches "the internet" through the emulation: HTTPS_PROXY + its CA.
+        upstream_env = upstream.env()
 
-        # The repository's IMAGES.md, with every upstream host replaced by the stand-in registry.
+        # The repository's IMAGES.md as it is; only the chart path is made absolute for the work directory.
         text = (REPO / "IMAGES.md").read_text()
-        text = re.sub(r"source: [a-z0-9.-]+\.(io|com)/", f"source: {upstream.host}/", text)
         text = text.replace("chart: manifests/haystack-rag", f"chart: {REPO / 'manifests/haystack-rag'}")
         (WORK / "IMAGES.md").write_text(text)
         crd_args: list[str] = []
@@ -102,8 +98,8 @@ def main() -> None:
         run("keygen", "--output-key-prefix", "cosign")
         bundle = f"haystack-rag-{spec.release}.tar"
         run("bundle", "--images", "IMAGES.md", "--source", str(DEMO_SOURCES), "--builder", "buildah",
-            "-o", bundle, "--insecure-registry", "--store", str(store), "--key", "cosign.key", *crd_args,
-            env=build_env)
+            "-o", bundle, "--store", str(store), "--key", "cosign.key", *crd_args,
+            env={**build_env, **upstream_env})
         run("inspect", bundle)
 
         step("isolated side: verify offline with the public key")
