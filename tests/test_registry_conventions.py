@@ -225,3 +225,38 @@ def test_sync_gets_separate_source_and_destination_credentials(tmp_path, registr
     both = airgap("sync", "--images", str(images_md), "--from", src.host, "--to", dst.host, "--from-password-stdin",
                   "--to-password-stdin", check=False, input="x\n")
     assert both.returncode == 2 and "only one of" in both.stderr
+
+
+@pytest.mark.parametrize("typed, code", [("right", 0), ("wrong", 4)])
+def test_username_alone_prompts_for_the_password_on_a_terminal(auth_registry, tmp_path, typed, code):
+    import fcntl
+    import os
+    import pty
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    reg = auth_registry
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:  # in the child: the pty becomes its terminal, as in a login shell
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRGAP_REGISTRY_")}
+    env["HOME"] = str(tmp_path)  # no auth file to fall back on
+    proc = subprocess.Popen([sys.executable, "-m", "airgap", "inventory", "--registry", reg.host, "--ca-file",
+                             str(reg.ca_file), "--username", reg.username, "-o", str(tmp_path / "inv.json")],
+                            stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=env, preexec_fn=controlling_tty)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"Password" not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 1024)
+    assert f"Password for {reg.username} at {reg.host}".encode() in seen
+    os.write(master, (reg.password if typed == "right" else "not-it").encode() + b"\n")
+    proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == code
+    assert (tmp_path / "inv.json").exists() == (code == 0)
