@@ -260,3 +260,35 @@ def test_username_alone_prompts_for_the_password_on_a_terminal(auth_registry, tm
     os.close(master)
     assert proc.returncode == code
     assert (tmp_path / "inv.json").exists() == (code == 0)
+
+
+def test_preflight_checks_the_output_location_before_pulling(tmp_path, registry):
+    import shutil
+    import subprocess
+    import sys
+
+    layout = tmp_path / "src"
+    add_image(layout, "big", layers=[LayerSpec(size=4 << 20, seed=31)])
+    run_skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:big", f"docker://{registry.host}/library/big:1")
+    images_md = write_images_md(tmp_path / "IMAGES.md", "0.1.0", [
+        {"name": "big", "source": f"{registry.host}/library/big:1"}])
+    store = tmp_path / "store"
+    missing = airgap("bundle", "--images", str(images_md), "-o", str(tmp_path / "nope" / "b.tar"), "--no-chart",
+                     "--store", str(store), check=False)
+    assert missing.returncode == 2 and f"{tmp_path / 'nope'} does not exist" in missing.stderr
+    assert not (store / "blobs").exists() or not any((store / "blobs").rglob("*"))  # nothing pulled
+
+    # A file system too small for the bundle: a 2 MiB tmpfs in a private mount namespace.
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed for the private tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    cmd = (f"mount -t tmpfs -o size=2m tmpfs {small} && exec {sys.executable} -m airgap bundle --images {images_md} "
+           f"-o {small}/b.tar --no-chart --store {store}")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd], capture_output=True,
+                          text=True, timeout=300)
+    if "mount:" in proc.stderr or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {proc.stderr.strip()}")
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "free, the bundle needs at least" in last and str(small) in last
