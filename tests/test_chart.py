@@ -44,10 +44,11 @@ KUBE_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
 
 # Secret values that must only ever appear inside the chart-managed Secret.
 SENTINELS = {
-    "opensearchUser": "sentinel-user-8c1f",
     "opensearchPassword": "Sentinel-Pw-5e2a!x",
     "openaiApiKey": "sk-sentinel-key-77d3",
 }
+# What every install must set (the chart refuses to render without it, see test_chart_checks.py).
+WORKING = {"secrets": {"opensearchPassword": "Working-Pw-1b9c!", "openaiApiKey": "sk-working-0000"}}
 FULL_MONITORING = {
     "monitoring": {
         "enabled": True,
@@ -96,9 +97,10 @@ def merge(*dicts: dict) -> dict:
 
 
 SCENARIOS: dict[str, dict] = {
-    "defaults": {},
+    "defaults": WORKING,
     "kubernetes": merge({"secrets": {"provider": "kubernetes", **SENTINELS}}, FULL_MONITORING),
     "existing-secret": {"secrets": {"provider": "kubernetes", "existingSecret": "corp-haystack-creds"}},
+    "generated-password": {"secrets": {"openaiApiKey": "sk-x", "generateOpensearchPassword": True}},
     "external-secrets": merge(
         {"secrets": {"provider": "externalSecrets", **SENTINELS,
                      "externalSecrets": {"secretStoreRef": {"name": "corp-vault-store", "kind": "SecretStore"}}}},
@@ -112,8 +114,8 @@ SCENARIOS: dict[str, dict] = {
                 "opensearch": {"sysctlInit": {"enabled": True}, "persistence": {"size": "50Gi"}},
                 "ingress": {"enabled": False},
                 "serviceAccount": {"create": False, "name": "corp-sa"}},
-    "airgap": merge(airgap_values(), FULL_MONITORING),
-    "airgap-global-registry": merge(airgap_values(), {"global": {"imageRegistry": "harbor.corp.example:8443",
+    "airgap": merge(WORKING, airgap_values(), FULL_MONITORING),
+    "airgap-global-registry": merge(WORKING, airgap_values(), {"global": {"imageRegistry": "harbor.corp.example:8443",
                                                                   "imagePullSecrets": ["harbor-pull", {"name": "backup-pull"}]}}),
 }
 PROVIDER_SCENARIOS = ["kubernetes", "external-secrets", "vault", "sops", "existing-secret"]
@@ -167,7 +169,8 @@ def render(helm: Path, scenario: str) -> list[dict]:
 
 
 def render_with(helm: Path, *files: Path, sets: tuple[str, ...] = ()) -> list[dict]:
-    result = run_helm(helm, *template_args(*files, sets=sets))
+    """Render with WORKING under the given files and --set values."""
+    result = run_helm(helm, *template_args(_values_file("defaults"), *files, sets=sets))
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -383,16 +386,38 @@ def test_default_images(helm):
     assert not any("imagePullSecrets" in t["spec"] for _, t in pod_templates(render(helm, "defaults")))
 
 
-def test_guide_keys_image_registry_and_tag_move_the_first_party_images(helm):
-    """`image.registry` / `image.tag`, as the deployment guide writes them."""
-    docs = render_with(helm, sets=("image.registry=registry.corp.example", "image.tag=1.4.2-signed",
-                                   "query.image.tag=1.4.3"))
+@pytest.mark.parametrize("registry", ["harbor.corp.example/haystack", "public.ecr.aws/a1b2c3d4",
+                                      "registry.corp.example:8443", "registry.corp.example:8443/team/mirror/"])
+def test_guide_keys_alone_move_every_image_to_the_private_registry(helm, registry):
+    """`image.registry` / `image.tag`, as the deployment guide writes them, and nothing else: a Harbor
+    project, ECR Public's alias path, a port; third-party images come from there too, with their tags."""
+    docs = render_with(helm, sets=(f"image.registry={registry}", "image.tag=1.4.2-signed", "query.image.tag=1.4.3"))
     images = {(w, c): i for w, c, i in all_images(docs)}
-    assert images[(f"{FULL}-indexing", "indexing")] == "registry.corp.example/haystack-indexing:1.4.2-signed"
-    assert images[(f"{FULL}-frontend", "frontend")] == "registry.corp.example/haystack-frontend:1.4.2-signed"
-    assert images[(f"{FULL}-query", "query")] == "registry.corp.example/haystack-query:1.4.3"  # per-image tag wins
-    # third-party images keep their own registry unless global.imageRegistry says otherwise
-    assert images[(f"{FULL}-opensearch", "opensearch")] == "docker.io/opensearchproject/opensearch:2.18.0"
+    base = registry.rstrip("/")
+    assert images[(f"{FULL}-indexing", "indexing")] == f"{base}/haystack-indexing:1.4.2-signed"
+    assert images[(f"{FULL}-frontend", "frontend")] == f"{base}/haystack-frontend:1.4.2-signed"
+    assert images[(f"{FULL}-query", "query")] == f"{base}/haystack-query:1.4.3"  # per-image tag wins
+    assert images[(f"{FULL}-opensearch", "opensearch")] == f"{base}/opensearchproject/opensearch:2.18.0"
+    assert images[(f"{FULL}-opensearch-exporter", "exporter")] == (
+        f"{base}/prometheuscommunity/elasticsearch-exporter:v1.8.0")
+    assert images[(f"{FULL}-opensearch", "fix-permissions")] == f"{base}/library/busybox:1.36.1"
+    for (workload_name, container), image in images.items():
+        assert image.startswith(base + "/"), (workload_name, container, image)
+
+
+def test_an_image_block_registry_wins_over_the_guide_key(helm):
+    docs = render_with(helm, sets=("image.registry=harbor.corp.example/haystack", "opensearch.image.registry=quay.io"))
+    assert main_container(docs, "opensearch")["image"] == "quay.io/opensearchproject/opensearch:2.18.0"
+    assert main_container(docs, "opensearch-exporter")["image"].startswith("harbor.corp.example/haystack/")
+
+
+@pytest.mark.parametrize("registry", ["https://harbor.corp.example", "harbor.corp.example/Haystack",
+                                      "-bad.example", "harbor.corp.example:port"])
+def test_registry_values_that_are_not_host_port_path_are_refused(helm, registry):
+    for key in ("image.registry", "global.imageRegistry", "init.image.registry"):
+        result = run_helm(helm, *template_args(_values_file("defaults"), sets=(f"{key}={registry}",)))
+        assert result.returncode != 0, f"{key}={registry} was accepted"
+        assert "values don't meet the specifications of the schema(s)" in result.stderr
 
 
 def test_digest_wins_over_tag(helm):
@@ -424,6 +449,63 @@ def test_no_template_hard_codes_an_image():
 def test_values_schema_rejects_bad_values_with_helms_error(helm, setting, error):
     key, value = setting.split("=", 1)
     result = run_helm(helm, *template_args(), "--set-string" if key.endswith("enabled") else "--set", setting)
+    assert result.returncode != 0, f"{setting} was accepted"
+    assert "values don't meet the specifications of the schema(s)" in result.stderr
+    assert re.search(error, result.stderr), result.stderr
+
+
+# --------------------------------------------------------------------------- values that cannot work
+
+def _template(helm, *sets: str, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    return run_helm(helm, *template_args(*files, sets=sets))
+
+
+def test_defaults_refuse_to_render_and_say_what_to_set(helm):
+    """The upstream API exits 1 at start without an OpenAI key when the generator is openai."""
+    result = _template(helm)
+    assert result.returncode != 0
+    assert "secrets.openaiApiKey is empty" in result.stderr and "llm.endpoint" in result.stderr
+    assert "OpenAI API key is required" in result.stderr  # the upstream app's own words
+    result = _template(helm, "secrets.openaiApiKey=sk-x", "config.useOpenAIEmbedder=true", "secrets.openaiApiKey=")
+    assert "config.useOpenAIEmbedder is true" in result.stderr
+
+
+@pytest.mark.parametrize("sets", [
+    ("llm.endpoint=http://vllm.llm.svc:8000/v1",),                # in-cluster endpoint, no key needed
+    ("secrets.existingSecret=corp-creds",),                       # the key lives in a Secret we cannot see
+    ("secrets.provider=vault",),
+    ("secrets.provider=externalSecrets", "secrets.externalSecrets.secretStoreRef.name=store"),
+])
+def test_an_empty_openai_key_is_fine_where_the_render_cannot_tell(helm, sets):
+    result = _template(helm, "secrets.opensearchPassword=Working-Pw-1b9c!", *sets)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_empty_password_without_a_previous_secret_is_refused_under_helm_template(helm):
+    """`helm template` (Argo CD) cannot look the previous password up: a fresh random one per render
+    would lock every client out of OpenSearch's kept security index."""
+    result = _template(helm, "secrets.openaiApiKey=sk-x")
+    assert result.returncode != 0
+    for hint in ("secrets.opensearchPassword", "secrets.existingSecret", "generateOpensearchPassword", "Argo CD"):
+        assert hint in result.stderr, hint
+
+
+def test_generated_secret_is_kept_on_uninstall(helm):
+    (secret,) = of_kind(render(helm, "generated-password"), "Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+@pytest.mark.parametrize("setting, error", [
+    ("secrets.opensearchPassword=admin", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=Sh0rt!pw", r"secrets[./]opensearchPassword"),             # 8 < 12 characters
+    ("secrets.opensearchPassword=nouppercase-12345", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=NoSymbolAtAll12345", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=Has a space 123!", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchUser=haystack", r"secrets[./]opensearchUser"),
+    ("config.generator=ollama", r"config[./]generator"),
+])
+def test_weak_passwords_and_other_users_are_refused_by_the_schema(helm, setting, error):
+    result = _template(helm, "secrets.openaiApiKey=sk-x", setting)
     assert result.returncode != 0, f"{setting} was accepted"
     assert "values don't meet the specifications of the schema(s)" in result.stderr
     assert re.search(error, result.stderr), result.stderr
@@ -470,7 +552,7 @@ def test_kubernetes_provider_creates_the_secret_the_pods_read(helm, scenario):
     docs = render(helm, scenario)
     (secret,) = of_kind(docs, "Secret")
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert decoded == {"opensearch-user": SENTINELS["opensearchUser"],
+    assert decoded == {"opensearch-user": "admin",
                        "opensearch-password": SENTINELS["opensearchPassword"],
                        "openai-api-key": SENTINELS["openaiApiKey"]}
     for component in ("query", "indexing"):
@@ -483,8 +565,8 @@ def test_kubernetes_provider_creates_the_secret_the_pods_read(helm, scenario):
     assert exporter_env["ES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
 
 
-def test_empty_password_gets_a_strong_random_one(helm):
-    docs = render(helm, "defaults")
+def test_empty_password_gets_a_strong_random_one_on_request(helm):
+    docs = render(helm, "generated-password")
     (secret,) = of_kind(docs, "Secret")
     password = base64.b64decode(secret["data"]["opensearch-password"]).decode()
     # OpenSearch >= 2.12 refuses to start with a weak initial admin password
@@ -577,6 +659,28 @@ def test_sops_example_layout_matches_the_chart(helm):
     # the decrypted file is valid chart values
     (secret,) = of_kind(render_with(helm, EXAMPLES / "sops/secrets.example.yaml"), "Secret")
     assert base64.b64decode(secret["data"]["openai-api-key"]).decode() == "sk-CHANGE-ME"
+
+
+def test_sops_example_recipient_is_an_obvious_placeholder():
+    """Nobody can decrypt what is encrypted to a real sample key: the example names none, and its
+    placeholder is no valid age recipient (bech32 is lower-case, no hyphens), so sops refuses it."""
+    recipients = [yaml.safe_load((EXAMPLES / "sops/.sops.yaml").read_text())["creation_rules"][0]["age"],
+                  yaml.safe_load((EXAMPLES / "sops/secrets.enc.yaml").read_text())["sops"]["age"][0]["recipient"]]
+    for recipient in recipients:
+        assert "REPLACE-ME" in recipient
+        assert not re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", recipient)
+
+
+def test_plain_render_of_sops_ciphertext_is_refused(helm):
+    """`helm template -f secrets.enc.yaml` without the helm-secrets plugin would deploy ENC[...] as the password."""
+    result = run_helm(helm, *template_args(EXAMPLES / "sops/secrets.enc.yaml"))
+    assert result.returncode != 0
+    assert "secrets.opensearchPassword is still SOPS ciphertext" in result.stderr
+    assert "helm secrets" in result.stderr
+    # anywhere in the values, not only the three secret keys
+    result = run_helm(helm, *template_args(_values_file("defaults"),
+                                           sets=("ingress.host=ENC[AES256_GCM\\,data:eA==\\,type:str]",)))
+    assert result.returncode != 0 and "SOPS ciphertext" in result.stderr
 
 
 def test_config_map_holds_settings_only(helm):
