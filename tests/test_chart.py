@@ -866,8 +866,9 @@ def test_prometheus_rule_has_the_alerts_the_guide_asks_for(helm):
     (rule,) = of_kind(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    for name in ("HaystackRagPodRestartingFrequently", "HaystackRagOpenSearchClusterRed",
-                 "HaystackRagOpenSearchClusterYellow", "HaystackRagOpenSearchExporterDown",
+    for name in ("HaystackRagPodRestartingFrequently", "HaystackRagPodCrashLooping", "HaystackRagOpenSearchDown",
+                 "HaystackRagOpenSearchClusterRed", "HaystackRagOpenSearchClusterYellow",
+                 "HaystackRagOpenSearchExporterDown",
                  "HaystackRagQueryTargetDown", "HaystackRagIndexingTargetDown"):
         assert name in alerts, name
     for name, alert in alerts.items():
@@ -885,6 +886,12 @@ def test_prometheus_rule_has_the_alerts_the_guide_asks_for(helm):
     one(docs, "Service", f"{FULL}-opensearch-exporter")
     restart = alerts["HaystackRagPodRestartingFrequently"]["expr"]
     assert f'namespace="{NAMESPACE}"' in restart and f'pod=~"{FULL}-.*"' in restart
+
+
+def test_alert_rules_without_the_service_monitor_are_refused(helm):
+    """The alerts select the job labels the chart's ServiceMonitor gives: without it they never match."""
+    result = run_helm(helm, *template_args(_values_file("defaults"), sets=("monitoring.prometheusRule.enabled=true",)))
+    assert result.returncode != 0 and "needs monitoring.serviceMonitor.enabled" in result.stderr
 
 
 def test_runbook_anchors_exist_in_the_monitoring_doc(helm):
