@@ -111,7 +111,8 @@ SCENARIOS: dict[str, dict] = {
     # the switches the other scenarios leave at their defaults
     "options": {"secrets": {"provider": "vault", "vault": {"kvVersion": 1}},
                 "indexing": {"persistence": {"enabled": True, "storageClassName": "fast"}},
-                "opensearch": {"sysctlInit": {"enabled": True}, "persistence": {"size": "50Gi"}},
+                "opensearch": {"sysctlInit": {"enabled": True}, "fixPermissionsInit": {"enabled": True},
+                               "persistence": {"size": "50Gi"}},
                 "ingress": {"enabled": False},
                 "serviceAccount": {"create": False, "name": "corp-sa"}},
     "airgap": merge(WORKING, airgap_values(), FULL_MONITORING),
@@ -340,7 +341,7 @@ IMAGE_RE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[\w][\w.-]*))?(?:@(?P<diges
 def test_airgap_values_relocate_every_image_and_pin_it_by_digest(helm):
     docs = render(helm, "airgap")
     images = all_images(docs)
-    assert len(images) >= 8  # 6 pods, init containers included
+    assert len(images) >= 7  # 5 pods, init containers included
     for workload_name, container, image in images:
         assert image.startswith(PRIVATE + "/"), f"{workload_name}/{container} pulls {image} from outside"
         assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{workload_name}/{container} is not digest-pinned: {image}"
@@ -358,7 +359,6 @@ def test_each_values_path_drives_its_own_container(helm):
         ("opensearch-exporter", "exporter"): "opensearch.exporter.image",
         ("query", "wait-for-opensearch"): "init.image",
         ("indexing", "wait-for-opensearch"): "init.image",
-        ("opensearch", "fix-permissions"): "init.image",
     }
     for (component, container_name), path in expect.items():
         pod = workload(docs, component)["spec"]["template"]
@@ -378,7 +378,7 @@ def test_default_images(helm):
     images = {(w, c): i for w, c, i in all_images(render(helm, "defaults"))}
     assert images[(f"{FULL}-opensearch", "opensearch")] == "docker.io/opensearchproject/opensearch:2.18.0"
     assert images[(f"{FULL}-opensearch-exporter", "exporter")] == "quay.io/prometheuscommunity/elasticsearch-exporter:v1.8.0"
-    assert images[(f"{FULL}-opensearch", "fix-permissions")] == "docker.io/library/busybox:1.36.1"
+    assert images[(f"{FULL}-query", "wait-for-opensearch")] == "docker.io/library/busybox:1.36.1"
     # first-party images as built locally, tagged with the chart's appVersion
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     for component in ("query", "indexing", "frontend"):
@@ -400,7 +400,7 @@ def test_guide_keys_alone_move_every_image_to_the_private_registry(helm, registr
     assert images[(f"{FULL}-opensearch", "opensearch")] == f"{base}/opensearchproject/opensearch:2.18.0"
     assert images[(f"{FULL}-opensearch-exporter", "exporter")] == (
         f"{base}/prometheuscommunity/elasticsearch-exporter:v1.8.0")
-    assert images[(f"{FULL}-opensearch", "fix-permissions")] == f"{base}/library/busybox:1.36.1"
+    assert images[(f"{FULL}-query", "wait-for-opensearch")] == f"{base}/library/busybox:1.36.1"
     for (workload_name, container), image in images.items():
         assert image.startswith(base + "/"), (workload_name, container, image)
 
@@ -737,15 +737,17 @@ def test_common_labels_reach_objects_and_pods(helm):
 
 def test_api_probes_hit_health_on_the_service_port(helm):
     docs = render(helm, "kubernetes")
-    for component, port in (("query", 8002), ("indexing", 8001), ("frontend", 80)):
+    # (component, Service port, container port); nginx runs as non-root, hence not on 80
+    for component, port, container_port in (("query", 8002, 8002), ("indexing", 8001, 8001), ("frontend", 80, 8080)):
         container = main_container(docs, component)
         named = {p["name"]: p["containerPort"] for p in container["ports"]}
         path = "/" if component == "frontend" else "/health"
         for probe in ("readinessProbe", "livenessProbe"):
             get = container[probe]["httpGet"]
-            assert get["path"] == path and named[get["port"]] == port, (component, probe)
+            assert get["path"] == path and named[get["port"]] == container_port, (component, probe)
         service = one(docs, "Service", f"{FULL}-{component}")
         assert service["spec"]["ports"][0]["port"] == port
+        assert named[service["spec"]["ports"][0]["targetPort"]] == container_port
     opensearch = main_container(docs, "opensearch")
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(opensearch)
     exporter = main_container(docs, "opensearch-exporter")
@@ -1004,7 +1006,7 @@ def test_optional_switches(helm):
     claim = one(docs, "PersistentVolumeClaim", f"{FULL}-indexing-files")
     assert claim["spec"]["storageClassName"] == "fast"
     volumes = workload(docs, "indexing")["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [{"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
+    assert {"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
     sts = workload(docs, "opensearch")
     sysctl = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "sysctl"]
     assert sysctl and sysctl[0]["securityContext"]["privileged"] is True

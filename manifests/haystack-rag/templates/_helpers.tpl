@@ -238,3 +238,51 @@ the `llm` values block).  Extend the `or` when another way of reaching a model i
 {{- fail (printf "secrets.openaiApiKey is empty, but config.generator is %q%s: the query and indexing APIs would exit at start (\"OpenAI API key is required\"). Set secrets.openaiApiKey, or point the generator at an in-cluster OpenAI-compatible endpoint (llm.endpoint), or take the key from secrets.existingSecret or another secrets.provider" $c.generator (ternary " and config.useOpenAIEmbedder is true" "" (and $c.useOpenAIEmbedder true))) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* ---------------------------------------------------------------- frontend
+nginx.conf for the upstream frontend image (nginx:alpine serving the React build).  Upstream
+expects its server config to be mounted at run time; this one also lets nginx run as a non-root
+user on a read-only root filesystem: an unprivileged port, pid and temp files under /tmp. */}}
+{{- define "haystack-rag.frontendNginxConf" -}}
+worker_processes auto;
+error_log /dev/stderr notice;
+pid /tmp/nginx.pid;
+events {
+  worker_connections 1024;
+}
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log /dev/stdout;
+  sendfile on;
+  server_tokens off;
+  client_body_temp_path /tmp/client_temp;
+  proxy_temp_path /tmp/proxy_temp;
+  fastcgi_temp_path /tmp/fastcgi_temp;
+  uwsgi_temp_path /tmp/uwsgi_temp;
+  scgi_temp_path /tmp/scgi_temp;
+  server {
+    listen {{ .Values.frontend.containerPort }};
+    server_name _;
+    root /usr/share/nginx/html;
+    index index.html;
+    # The IngressRoute sends /api to the APIs; what reaches the UI under /api (a path the
+    # IngressRoute hides, such as /api/metrics) is not the single-page app's.
+    location /api/ {
+      return 404;
+    }
+    location = /api {
+      return 404;
+    }
+    location / {
+      try_files $uri $uri/ /index.html;
+    }
+  }
+}
+{{- end -}}
+
+{{/* Changes when the secret values given to the chart change, so that a rotation through the values
+(kubernetes/sops) restarts the pods that read them as environment variables. */}}
+{{- define "haystack-rag.secretsChecksum" -}}
+{{- pick .Values.secrets "provider" "existingSecret" "opensearchUser" "opensearchPassword" "openaiApiKey" | toJson | sha256sum -}}
+{{- end -}}
