@@ -775,13 +775,52 @@ def test_init_containers_wait_for_opensearch_before_the_apis_start(helm):
 
 # --------------------------------------------------------------------------- Traefik routing
 
-def _route_for(ingress, path):
-    """Which route Traefik picks for a request path: highest priority whose PathPrefix matches."""
-    candidates = []
-    for route in ingress["spec"]["routes"]:
-        prefixes = re.findall(r"PathPrefix\(`([^`]*)`\)", route["match"])
-        if any(path.startswith(p) for p in prefixes):
-            candidates.append(route)
+_RULE_TOKEN = re.compile(r"\s*(?:(?P<fn>Host|PathPrefix|Path)\(`(?P<arg>[^`]*)`\)|(?P<op>&&|\|\||!|\(|\)))")
+
+
+def traefik_rule_matches(rule: str, path: str, host: str = "") -> bool:
+    """Evaluate the subset of Traefik v3's rule language the chart writes: Host, Path, PathPrefix,
+    !, &&, || and parentheses (&& binds tighter than ||, as in Traefik)."""
+    tokens, pos = [], 0
+    while pos < len(rule.rstrip()):
+        m = _RULE_TOKEN.match(rule, pos)
+        assert m, f"unexpected rule syntax at {rule[pos:]!r}"
+        tokens.append(m)
+        pos = m.end()
+
+    def atom(i):
+        t = tokens[i]
+        if t["op"] == "!":
+            value, i = atom(i + 1)
+            return not value, i
+        if t["op"] == "(":
+            value, i = disjunction(i + 1)
+            assert tokens[i]["op"] == ")"
+            return value, i + 1
+        fn, arg = t["fn"], t["arg"]
+        value = {"Host": host == arg, "Path": path == arg, "PathPrefix": path.startswith(arg)}[fn]
+        return value, i + 1
+
+    def chain(op, operand, combine):
+        def parse(i):
+            value, i = operand(i)
+            while i < len(tokens) and tokens[i]["op"] == op:
+                right, i = operand(i + 1)
+                value = combine(value, right)
+            return value, i
+        return parse
+
+    conjunction = chain("&&", atom, lambda a, b: a and b)
+    disjunction = chain("||", conjunction, lambda a, b: a or b)
+
+    value, end = disjunction(0)
+    assert end == len(tokens), rule
+    return value
+
+
+def _route_for(ingress, path, host=""):
+    """Which route Traefik picks for a request: the highest-priority one whose rule matches."""
+    candidates = [r for r in ingress["spec"]["routes"] if traefik_rule_matches(r["match"], path, host)]
     return max(candidates, key=lambda r: r.get("priority", len(r["match"])))
 
 
@@ -813,11 +852,44 @@ def test_ingress_routes(helm, path, component, port, stripped):
         assert buffering["maxRequestBodyBytes"] == 100 * 1024 * 1024
 
 
+@pytest.mark.parametrize("path", ["/api/metrics", "/api/docs", "/api/docs/oauth2-redirect", "/api/redoc",
+                                  "/api/openapi.json"])
+def test_metrics_and_api_docs_are_not_routed_to_the_api(helm, path):
+    """They fall through to the frontend, whose nginx answers 404 for anything under /api."""
+    docs = render(helm, "defaults")
+    (ingress,) = of_kind(docs, "IngressRoute")
+    (service,) = _route_for(ingress, path)["services"]
+    assert service["name"] == f"{FULL}-frontend"
+    nginx = one(docs, "ConfigMap", f"{FULL}-frontend-nginx")["data"]["nginx.conf"]
+    assert re.search(r"location /api/ \{\s*return 404;", nginx)
+    # the API's own routes still reach it
+    assert _route_for(ingress, "/api/search")["services"][0]["name"] == f"{FULL}-query"
+
+
+def test_metrics_and_docs_can_be_exposed_on_request(helm):
+    docs = render_with(helm, sets=("ingress.exposeMetrics=true", "ingress.exposeDocs=true"))
+    (ingress,) = of_kind(docs, "IngressRoute")
+    for path in ("/api/metrics", "/api/docs", "/api/openapi.json"):
+        assert _route_for(ingress, path)["services"][0]["name"] == f"{FULL}-query", path
+    docs = render_with(helm, sets=("ingress.exposeMetrics=true",))
+    (ingress,) = of_kind(docs, "IngressRoute")
+    assert _route_for(ingress, "/api/metrics")["services"][0]["name"] == f"{FULL}-query"
+    assert _route_for(ingress, "/api/docs")["services"][0]["name"] == f"{FULL}-frontend"
+
+
+def test_the_rule_evaluator_follows_traefik_precedence():
+    assert traefik_rule_matches("PathPrefix(`/a`) || PathPrefix(`/b`) && !Path(`/b/x`)", "/b/x") is False
+    assert traefik_rule_matches("(PathPrefix(`/a`) || PathPrefix(`/b`)) && !Path(`/b/x`)", "/a") is True
+    assert traefik_rule_matches("Host(`h`) && PathPrefix(`/`)", "/", host="g") is False
+
+
 def test_ingress_host_and_tls(helm):
     docs = render_with(helm, sets=("ingress.host=rag.corp.example", "ingress.tls.enabled=true",
                                    "ingress.tls.secretName=rag-tls", "ingress.entryPoints={websecure}"))
     (ingress,) = of_kind(docs, "IngressRoute")
     assert all(r["match"].startswith("Host(`rag.corp.example`) && ") for r in ingress["spec"]["routes"])
+    assert _route_for(ingress, "/api/search", host="rag.corp.example")["services"][0]["name"] == f"{FULL}-query"
+    assert not any(traefik_rule_matches(r["match"], "/", host="other.example") for r in ingress["spec"]["routes"])
     assert ingress["spec"]["tls"] == {"secretName": "rag-tls"}
     assert ingress["spec"]["entryPoints"] == ["websecure"]
 

@@ -20,6 +20,7 @@ config=${OPENSEARCH_CONFIG_DIR:-/usr/share/opensearch/config}
 cert=${ADMIN_CERT:-$config/kirk.pem}
 key=${ADMIN_KEY:-$config/kirk-key.pem}
 timeout=${SYNC_TIMEOUT_SECONDS:-900}
+retry=${SYNC_RETRY_SECONDS:-3}
 log_target=${SYNC_LOG:-/proc/1/fd/1}   # PID 1's stdout: the lines show up in `kubectl logs`
 
 log() {
@@ -57,7 +58,7 @@ while :; do
     log "OpenSearch did not answer within ${timeout}s (last status $status)"
     exit 1
   fi
-  sleep 3
+  sleep "$retry"
 done
 
 log "OpenSearch refuses the admin password from the secret backend: applying it with the admin certificate"
@@ -81,7 +82,7 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
     log "admin password applied"
     exit 0
   fi
-  sleep 2
+  sleep "$retry"
 done
 log "the new admin password is still refused after setting it"
 exit 1
