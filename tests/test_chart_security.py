@@ -337,3 +337,59 @@ def test_the_hook_runs_in_the_opensearch_container_with_the_backend_password(hel
         assert scripts["data"]["sync-admin-password.sh"] == SCRIPT.read_text()
         # a rotation through the values restarts the pods (checksum of the secret values)
         assert "checksum/secrets" in sts["spec"]["template"]["metadata"]["annotations"]
+
+
+# --------------------------------------------------------------------------- frontend nginx as non-root
+
+def test_the_frontend_nginx_conf_runs_as_a_non_root_user_with_only_tmp_writable(helm, tmp_path):
+    """The chart's nginx.conf, run by the real nginx (Debian's) as `nobody`: it starts with its pid and
+    temp files under the emptyDir, serves the single-page app, and answers 404 under /api."""
+    import socket
+    import tempfile
+    import time
+
+    import httpx
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None or os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root, setpriv and nginx (scripts/install-deps.sh installs nginx)")
+    conf = one(render(helm, "defaults"), "ConfigMap", f"{FULL}-frontend-nginx")["data"]["nginx.conf"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    emptydir = Path(tempfile.mkdtemp(prefix="haystack-nginx-tmp-"))     # the pod's /tmp
+    site = Path(tempfile.mkdtemp(prefix="haystack-nginx-html-"))        # the image's read-only html
+    try:
+        os.chown(emptydir, 65534, 65534)
+        site.chmod(0o755)
+        (site / "index.html").write_text("<div id=root>haystack</div>")
+        (site / "static.js").write_text("console.log(1)")
+        conf = (conf.replace("listen 8080;", f"listen 127.0.0.1:{port};").replace("/tmp/", f"{emptydir}/")
+                .replace("root /usr/share/nginx/html;", f"root {site};"))
+        assert f"{emptydir}/nginx.pid" in conf
+        (site / "nginx.conf").write_text(conf)
+        proc = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", nginx,
+                                 "-e", "stderr", "-c", str(site / "nginx.conf"), "-g", "daemon off;"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                if proc.poll() is not None:
+                    pytest.fail(f"nginx exited: {proc.stderr.read().decode()}")
+                try:
+                    first = httpx.get(base + "/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert first.status_code == 200 and "haystack" in first.text
+            assert httpx.get(base + "/static.js").text == "console.log(1)"
+            assert "haystack" in httpx.get(base + "/some/client/route").text      # SPA fallback
+            for path in ("/api/metrics", "/api/docs", "/api"):
+                assert httpx.get(base + path).status_code == 404, path
+            assert (emptydir / "nginx.pid").exists()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        shutil.rmtree(emptydir, ignore_errors=True)
+        shutil.rmtree(site, ignore_errors=True)

@@ -245,7 +245,9 @@ expects its server config to be mounted at run time; this one also lets nginx ru
 user on a read-only root filesystem: an unprivileged port, pid and temp files under /tmp. */}}
 {{- define "haystack-rag.frontendNginxConf" -}}
 worker_processes auto;
-error_log /dev/stderr notice;
+# "stderr" writes to the inherited file descriptor; reopening /dev/stderr fails for a non-root
+# nginx wherever the runtime's output pipe belongs to root (seen in tests/test_chart_security.py).
+error_log stderr notice;
 pid /tmp/nginx.pid;
 events {
   worker_connections 1024;
@@ -253,7 +255,12 @@ events {
 http {
   include /etc/nginx/mime.types;
   default_type application/octet-stream;
+  {{- if .Values.frontend.accessLog }}
   access_log /dev/stdout;
+  {{- else }}
+  # off by default, for the same reason as error_log above (Traefik logs every request anyway)
+  access_log off;
+  {{- end }}
   sendfile on;
   server_tokens off;
   client_body_temp_path /tmp/client_temp;
