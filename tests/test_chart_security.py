@@ -19,7 +19,7 @@ import yaml
 
 import pod_security
 from test_chart import (FULL, NAMESPACE, SCENARIOS, TOOLS, _values_file, helm, of_kind, one,  # noqa: F401
-                        pod_templates, render, run_helm, template_args, workload)
+                        pod_templates, render, render_with, run_helm, template_args, workload)
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKOV = REPO / ".tools/checkov-venv/bin/checkov"
@@ -233,6 +233,18 @@ def test_default_deny_selects_every_pod_of_the_release(helm):
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
     for _, template in pod_templates(docs):
         assert _matches(deny["spec"]["podSelector"], template["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("endpoint, port", [("http://vllm.llm.svc:8000/v1", 8000), ("http://ollama.llm.svc/v1", 80),
+                                            ("https://tgi.llm.svc/v1", 443)])
+def test_the_in_cluster_llm_endpoint_is_reachable_from_the_apis_only(helm, endpoint, port):
+    docs = render_with(helm, sets=(f"llm.endpoint={endpoint}", "networkPolicy.apiEgress=null"))
+    policies = of_kind(docs, "NetworkPolicy")
+    llm = {"labels": {"app": "vllm"}, "namespace": "llm", "namespace_labels": {"kubernetes.io/metadata.name": "llm"}}
+    for component in ("query", "indexing"):
+        assert allowed(policies, _pod(docs, component), llm, port), component
+        assert not allowed(policies, _pod(docs, component), llm, port + 1), component
+    assert not allowed(policies, _pod(docs, "frontend"), llm, port)
 
 
 def test_vault_agents_may_reach_vault_and_network_policies_can_be_switched_off(helm):
