@@ -245,6 +245,13 @@ def test_the_in_cluster_llm_endpoint_is_reachable_from_the_apis_only(helm, endpo
         assert allowed(policies, _pod(docs, component), llm, port), component
         assert not allowed(policies, _pod(docs, component), llm, port + 1), component
     assert not allowed(policies, _pod(docs, "frontend"), llm, port)
+    # narrowed to the LLM's namespace
+    docs = render_with(helm, sets=(f"llm.endpoint={endpoint}", "networkPolicy.apiEgress=null",
+                                   "networkPolicy.llmTo[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=llm"))
+    policies = of_kind(docs, "NetworkPolicy")
+    elsewhere = {**llm, "namespace": "other", "namespace_labels": {"kubernetes.io/metadata.name": "other"}}
+    assert allowed(policies, _pod(docs, "query"), llm, port)
+    assert not allowed(policies, _pod(docs, "query"), elsewhere, port)
 
 
 def test_vault_agents_may_reach_vault_and_network_policies_can_be_switched_off(helm):
