@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps helm demo test bench clean
+.PHONY: deps helm checkov demo test bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -11,10 +11,13 @@ deps:
 helm:
 	bash scripts/install-helm.sh
 
+checkov:
+	bash scripts/install-checkov.sh
+
 demo: deps
 	$(PY) scripts/demo.py
 
-test: deps helm
+test: deps helm checkov
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: deps

@@ -125,8 +125,11 @@ def main() -> None:
         helm = shutil.which("helm") or next((str(p) for p in (REPO / ".tools/bin").glob("helm3")), None)
         if helm:
             step("helm template with that values file: every image from the private registry, by digest")
+            # the chart refuses to render without an OpenSearch password and an OpenAI key (or LLM endpoint)
             out = subprocess.run([helm, "template", "demo", str(REPO / "manifests/haystack-rag"), "-f",
-                                  str(WORK / "values-airgap.yaml")], capture_output=True, text=True)
+                                  str(WORK / "values-airgap.yaml"), "--set", "secrets.openaiApiKey=sk-demo",
+                                  "--set", "secrets.opensearchPassword=Demo-Passw0rd!x"],
+                                 capture_output=True, text=True)
             images = sorted(set(re.findall(r"image: \"?([^\"\s]+)", out.stdout)))
             print("\n".join(images) if out.returncode == 0 else out.stderr)
         print(f"\nDone. Bundle, values file, policy.json, kyverno-policy.yaml, CRDs and chart are in {WORK}.")

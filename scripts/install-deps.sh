@@ -18,6 +18,8 @@ command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)  # static /bin/busybox: the demo base image
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool: `promtool test rules` on the chart's alerts
+command -v age-keygen >/dev/null 2>&1 || need+=(age)       # keys for the chart's SOPS example test
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   SUDO=""

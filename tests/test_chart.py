@@ -44,10 +44,11 @@ KUBE_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
 
 # Secret values that must only ever appear inside the chart-managed Secret.
 SENTINELS = {
-    "opensearchUser": "sentinel-user-8c1f",
     "opensearchPassword": "Sentinel-Pw-5e2a!x",
     "openaiApiKey": "sk-sentinel-key-77d3",
 }
+# What every install must set (the chart refuses to render without it, see test_chart_checks.py).
+WORKING = {"secrets": {"opensearchPassword": "Working-Pw-1b9c!", "openaiApiKey": "sk-working-0000"}}
 FULL_MONITORING = {
     "monitoring": {
         "enabled": True,
@@ -96,9 +97,10 @@ def merge(*dicts: dict) -> dict:
 
 
 SCENARIOS: dict[str, dict] = {
-    "defaults": {},
+    "defaults": WORKING,
     "kubernetes": merge({"secrets": {"provider": "kubernetes", **SENTINELS}}, FULL_MONITORING),
     "existing-secret": {"secrets": {"provider": "kubernetes", "existingSecret": "corp-haystack-creds"}},
+    "generated-password": {"secrets": {"openaiApiKey": "sk-x", "generateOpensearchPassword": True}},
     "external-secrets": merge(
         {"secrets": {"provider": "externalSecrets", **SENTINELS,
                      "externalSecrets": {"secretStoreRef": {"name": "corp-vault-store", "kind": "SecretStore"}}}},
@@ -109,11 +111,12 @@ SCENARIOS: dict[str, dict] = {
     # the switches the other scenarios leave at their defaults
     "options": {"secrets": {"provider": "vault", "vault": {"kvVersion": 1}},
                 "indexing": {"persistence": {"enabled": True, "storageClassName": "fast"}},
-                "opensearch": {"sysctlInit": {"enabled": True}, "persistence": {"size": "50Gi"}},
+                "opensearch": {"sysctlInit": {"enabled": True}, "fixPermissionsInit": {"enabled": True},
+                               "persistence": {"size": "50Gi"}},
                 "ingress": {"enabled": False},
                 "serviceAccount": {"create": False, "name": "corp-sa"}},
-    "airgap": merge(airgap_values(), FULL_MONITORING),
-    "airgap-global-registry": merge(airgap_values(), {"global": {"imageRegistry": "harbor.corp.example:8443",
+    "airgap": merge(WORKING, airgap_values(), FULL_MONITORING),
+    "airgap-global-registry": merge(WORKING, airgap_values(), {"global": {"imageRegistry": "harbor.corp.example:8443",
                                                                   "imagePullSecrets": ["harbor-pull", {"name": "backup-pull"}]}}),
 }
 PROVIDER_SCENARIOS = ["kubernetes", "external-secrets", "vault", "sops", "existing-secret"]
@@ -167,7 +170,8 @@ def render(helm: Path, scenario: str) -> list[dict]:
 
 
 def render_with(helm: Path, *files: Path, sets: tuple[str, ...] = ()) -> list[dict]:
-    result = run_helm(helm, *template_args(*files, sets=sets))
+    """Render with WORKING under the given files and --set values."""
+    result = run_helm(helm, *template_args(_values_file("defaults"), *files, sets=sets))
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -337,7 +341,7 @@ IMAGE_RE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[\w][\w.-]*))?(?:@(?P<diges
 def test_airgap_values_relocate_every_image_and_pin_it_by_digest(helm):
     docs = render(helm, "airgap")
     images = all_images(docs)
-    assert len(images) >= 8  # 6 pods, init containers included
+    assert len(images) >= 7  # 5 pods, init containers included
     for workload_name, container, image in images:
         assert image.startswith(PRIVATE + "/"), f"{workload_name}/{container} pulls {image} from outside"
         assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{workload_name}/{container} is not digest-pinned: {image}"
@@ -355,7 +359,6 @@ def test_each_values_path_drives_its_own_container(helm):
         ("opensearch-exporter", "exporter"): "opensearch.exporter.image",
         ("query", "wait-for-opensearch"): "init.image",
         ("indexing", "wait-for-opensearch"): "init.image",
-        ("opensearch", "fix-permissions"): "init.image",
     }
     for (component, container_name), path in expect.items():
         pod = workload(docs, component)["spec"]["template"]
@@ -375,7 +378,7 @@ def test_default_images(helm):
     images = {(w, c): i for w, c, i in all_images(render(helm, "defaults"))}
     assert images[(f"{FULL}-opensearch", "opensearch")] == "docker.io/opensearchproject/opensearch:2.18.0"
     assert images[(f"{FULL}-opensearch-exporter", "exporter")] == "quay.io/prometheuscommunity/elasticsearch-exporter:v1.8.0"
-    assert images[(f"{FULL}-opensearch", "fix-permissions")] == "docker.io/library/busybox:1.36.1"
+    assert images[(f"{FULL}-query", "wait-for-opensearch")] == "docker.io/library/busybox:1.36.1"
     # first-party images as built locally, tagged with the chart's appVersion
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     for component in ("query", "indexing", "frontend"):
@@ -383,16 +386,38 @@ def test_default_images(helm):
     assert not any("imagePullSecrets" in t["spec"] for _, t in pod_templates(render(helm, "defaults")))
 
 
-def test_guide_keys_image_registry_and_tag_move_the_first_party_images(helm):
-    """`image.registry` / `image.tag`, as the deployment guide writes them."""
-    docs = render_with(helm, sets=("image.registry=registry.corp.example", "image.tag=1.4.2-signed",
-                                   "query.image.tag=1.4.3"))
+@pytest.mark.parametrize("registry", ["harbor.corp.example/haystack", "public.ecr.aws/a1b2c3d4",
+                                      "registry.corp.example:8443", "registry.corp.example:8443/team/mirror/"])
+def test_guide_keys_alone_move_every_image_to_the_private_registry(helm, registry):
+    """`image.registry` / `image.tag`, as the deployment guide writes them, and nothing else: a Harbor
+    project, ECR Public's alias path, a port; third-party images come from there too, with their tags."""
+    docs = render_with(helm, sets=(f"image.registry={registry}", "image.tag=1.4.2-signed", "query.image.tag=1.4.3"))
     images = {(w, c): i for w, c, i in all_images(docs)}
-    assert images[(f"{FULL}-indexing", "indexing")] == "registry.corp.example/haystack-indexing:1.4.2-signed"
-    assert images[(f"{FULL}-frontend", "frontend")] == "registry.corp.example/haystack-frontend:1.4.2-signed"
-    assert images[(f"{FULL}-query", "query")] == "registry.corp.example/haystack-query:1.4.3"  # per-image tag wins
-    # third-party images keep their own registry unless global.imageRegistry says otherwise
-    assert images[(f"{FULL}-opensearch", "opensearch")] == "docker.io/opensearchproject/opensearch:2.18.0"
+    base = registry.rstrip("/")
+    assert images[(f"{FULL}-indexing", "indexing")] == f"{base}/haystack-indexing:1.4.2-signed"
+    assert images[(f"{FULL}-frontend", "frontend")] == f"{base}/haystack-frontend:1.4.2-signed"
+    assert images[(f"{FULL}-query", "query")] == f"{base}/haystack-query:1.4.3"  # per-image tag wins
+    assert images[(f"{FULL}-opensearch", "opensearch")] == f"{base}/opensearchproject/opensearch:2.18.0"
+    assert images[(f"{FULL}-opensearch-exporter", "exporter")] == (
+        f"{base}/prometheuscommunity/elasticsearch-exporter:v1.8.0")
+    assert images[(f"{FULL}-query", "wait-for-opensearch")] == f"{base}/library/busybox:1.36.1"
+    for (workload_name, container), image in images.items():
+        assert image.startswith(base + "/"), (workload_name, container, image)
+
+
+def test_an_image_block_registry_wins_over_the_guide_key(helm):
+    docs = render_with(helm, sets=("image.registry=harbor.corp.example/haystack", "opensearch.image.registry=quay.io"))
+    assert main_container(docs, "opensearch")["image"] == "quay.io/opensearchproject/opensearch:2.18.0"
+    assert main_container(docs, "opensearch-exporter")["image"].startswith("harbor.corp.example/haystack/")
+
+
+@pytest.mark.parametrize("registry", ["https://harbor.corp.example", "harbor.corp.example/Haystack",
+                                      "-bad.example", "harbor.corp.example:port"])
+def test_registry_values_that_are_not_host_port_path_are_refused(helm, registry):
+    for key in ("image.registry", "global.imageRegistry", "init.image.registry"):
+        result = run_helm(helm, *template_args(_values_file("defaults"), sets=(f"{key}={registry}",)))
+        assert result.returncode != 0, f"{key}={registry} was accepted"
+        assert "values don't meet the specifications of the schema(s)" in result.stderr
 
 
 def test_digest_wins_over_tag(helm):
@@ -424,6 +449,63 @@ def test_no_template_hard_codes_an_image():
 def test_values_schema_rejects_bad_values_with_helms_error(helm, setting, error):
     key, value = setting.split("=", 1)
     result = run_helm(helm, *template_args(), "--set-string" if key.endswith("enabled") else "--set", setting)
+    assert result.returncode != 0, f"{setting} was accepted"
+    assert "values don't meet the specifications of the schema(s)" in result.stderr
+    assert re.search(error, result.stderr), result.stderr
+
+
+# --------------------------------------------------------------------------- values that cannot work
+
+def _template(helm, *sets: str, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    return run_helm(helm, *template_args(*files, sets=sets))
+
+
+def test_defaults_refuse_to_render_and_say_what_to_set(helm):
+    """The upstream API exits 1 at start without an OpenAI key when the generator is openai."""
+    result = _template(helm)
+    assert result.returncode != 0
+    assert "secrets.openaiApiKey is empty" in result.stderr and "llm.endpoint" in result.stderr
+    assert "OpenAI API key is required" in result.stderr  # the upstream app's own words
+    result = _template(helm, "secrets.openaiApiKey=sk-x", "config.useOpenAIEmbedder=true", "secrets.openaiApiKey=")
+    assert "config.useOpenAIEmbedder is true" in result.stderr
+
+
+@pytest.mark.parametrize("sets", [
+    ("llm.endpoint=http://vllm.llm.svc:8000/v1",),                # in-cluster endpoint, no key needed
+    ("secrets.existingSecret=corp-creds",),                       # the key lives in a Secret we cannot see
+    ("secrets.provider=vault",),
+    ("secrets.provider=externalSecrets", "secrets.externalSecrets.secretStoreRef.name=store"),
+])
+def test_an_empty_openai_key_is_fine_where_the_render_cannot_tell(helm, sets):
+    result = _template(helm, "secrets.opensearchPassword=Working-Pw-1b9c!", *sets)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_empty_password_without_a_previous_secret_is_refused_under_helm_template(helm):
+    """`helm template` (Argo CD) cannot look the previous password up: a fresh random one per render
+    would lock every client out of OpenSearch's kept security index."""
+    result = _template(helm, "secrets.openaiApiKey=sk-x")
+    assert result.returncode != 0
+    for hint in ("secrets.opensearchPassword", "secrets.existingSecret", "generateOpensearchPassword", "Argo CD"):
+        assert hint in result.stderr, hint
+
+
+def test_generated_secret_is_kept_on_uninstall(helm):
+    (secret,) = of_kind(render(helm, "generated-password"), "Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+@pytest.mark.parametrize("setting, error", [
+    ("secrets.opensearchPassword=admin", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=Sh0rt!pw", r"secrets[./]opensearchPassword"),             # 8 < 12 characters
+    ("secrets.opensearchPassword=nouppercase-12345", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=NoSymbolAtAll12345", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchPassword=Has a space 123!", r"secrets[./]opensearchPassword"),
+    ("secrets.opensearchUser=haystack", r"secrets[./]opensearchUser"),
+    ("config.generator=ollama", r"config[./]generator"),
+])
+def test_weak_passwords_and_other_users_are_refused_by_the_schema(helm, setting, error):
+    result = _template(helm, "secrets.openaiApiKey=sk-x", setting)
     assert result.returncode != 0, f"{setting} was accepted"
     assert "values don't meet the specifications of the schema(s)" in result.stderr
     assert re.search(error, result.stderr), result.stderr
@@ -470,7 +552,7 @@ def test_kubernetes_provider_creates_the_secret_the_pods_read(helm, scenario):
     docs = render(helm, scenario)
     (secret,) = of_kind(docs, "Secret")
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert decoded == {"opensearch-user": SENTINELS["opensearchUser"],
+    assert decoded == {"opensearch-user": "admin",
                        "opensearch-password": SENTINELS["opensearchPassword"],
                        "openai-api-key": SENTINELS["openaiApiKey"]}
     for component in ("query", "indexing"):
@@ -483,8 +565,8 @@ def test_kubernetes_provider_creates_the_secret_the_pods_read(helm, scenario):
     assert exporter_env["ES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
 
 
-def test_empty_password_gets_a_strong_random_one(helm):
-    docs = render(helm, "defaults")
+def test_empty_password_gets_a_strong_random_one_on_request(helm):
+    docs = render(helm, "generated-password")
     (secret,) = of_kind(docs, "Secret")
     password = base64.b64decode(secret["data"]["opensearch-password"]).decode()
     # OpenSearch >= 2.12 refuses to start with a weak initial admin password
@@ -579,6 +661,28 @@ def test_sops_example_layout_matches_the_chart(helm):
     assert base64.b64decode(secret["data"]["openai-api-key"]).decode() == "sk-CHANGE-ME"
 
 
+def test_sops_example_recipient_is_an_obvious_placeholder():
+    """Nobody can decrypt what is encrypted to a real sample key: the example names none, and its
+    placeholder is no valid age recipient (bech32 is lower-case, no hyphens), so sops refuses it."""
+    recipients = [yaml.safe_load((EXAMPLES / "sops/.sops.yaml").read_text())["creation_rules"][0]["age"],
+                  yaml.safe_load((EXAMPLES / "sops/secrets.enc.yaml").read_text())["sops"]["age"][0]["recipient"]]
+    for recipient in recipients:
+        assert "REPLACE-ME" in recipient
+        assert not re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", recipient)
+
+
+def test_plain_render_of_sops_ciphertext_is_refused(helm):
+    """`helm template -f secrets.enc.yaml` without the helm-secrets plugin would deploy ENC[...] as the password."""
+    result = run_helm(helm, *template_args(EXAMPLES / "sops/secrets.enc.yaml"))
+    assert result.returncode != 0
+    assert "secrets.opensearchPassword is still SOPS ciphertext" in result.stderr
+    assert "helm secrets" in result.stderr
+    # anywhere in the values, not only the three secret keys
+    result = run_helm(helm, *template_args(_values_file("defaults"),
+                                           sets=("ingress.host=ENC[AES256_GCM\\,data:eA==\\,type:str]",)))
+    assert result.returncode != 0 and "SOPS ciphertext" in result.stderr
+
+
 def test_config_map_holds_settings_only(helm):
     for scenario in ("kubernetes", "vault"):
         docs = render(helm, scenario)
@@ -633,15 +737,17 @@ def test_common_labels_reach_objects_and_pods(helm):
 
 def test_api_probes_hit_health_on_the_service_port(helm):
     docs = render(helm, "kubernetes")
-    for component, port in (("query", 8002), ("indexing", 8001), ("frontend", 80)):
+    # (component, Service port, container port); nginx runs as non-root, hence not on 80
+    for component, port, container_port in (("query", 8002, 8002), ("indexing", 8001, 8001), ("frontend", 80, 8080)):
         container = main_container(docs, component)
         named = {p["name"]: p["containerPort"] for p in container["ports"]}
         path = "/" if component == "frontend" else "/health"
         for probe in ("readinessProbe", "livenessProbe"):
             get = container[probe]["httpGet"]
-            assert get["path"] == path and named[get["port"]] == port, (component, probe)
+            assert get["path"] == path and named[get["port"]] == container_port, (component, probe)
         service = one(docs, "Service", f"{FULL}-{component}")
         assert service["spec"]["ports"][0]["port"] == port
+        assert named[service["spec"]["ports"][0]["targetPort"]] == container_port
     opensearch = main_container(docs, "opensearch")
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(opensearch)
     exporter = main_container(docs, "opensearch-exporter")
@@ -669,13 +775,52 @@ def test_init_containers_wait_for_opensearch_before_the_apis_start(helm):
 
 # --------------------------------------------------------------------------- Traefik routing
 
-def _route_for(ingress, path):
-    """Which route Traefik picks for a request path: highest priority whose PathPrefix matches."""
-    candidates = []
-    for route in ingress["spec"]["routes"]:
-        prefixes = re.findall(r"PathPrefix\(`([^`]*)`\)", route["match"])
-        if any(path.startswith(p) for p in prefixes):
-            candidates.append(route)
+_RULE_TOKEN = re.compile(r"\s*(?:(?P<fn>Host|PathPrefix|Path)\(`(?P<arg>[^`]*)`\)|(?P<op>&&|\|\||!|\(|\)))")
+
+
+def traefik_rule_matches(rule: str, path: str, host: str = "") -> bool:
+    """Evaluate the subset of Traefik v3's rule language the chart writes: Host, Path, PathPrefix,
+    !, &&, || and parentheses (&& binds tighter than ||, as in Traefik)."""
+    tokens, pos = [], 0
+    while pos < len(rule.rstrip()):
+        m = _RULE_TOKEN.match(rule, pos)
+        assert m, f"unexpected rule syntax at {rule[pos:]!r}"
+        tokens.append(m)
+        pos = m.end()
+
+    def atom(i):
+        t = tokens[i]
+        if t["op"] == "!":
+            value, i = atom(i + 1)
+            return not value, i
+        if t["op"] == "(":
+            value, i = disjunction(i + 1)
+            assert tokens[i]["op"] == ")"
+            return value, i + 1
+        fn, arg = t["fn"], t["arg"]
+        value = {"Host": host == arg, "Path": path == arg, "PathPrefix": path.startswith(arg)}[fn]
+        return value, i + 1
+
+    def chain(op, operand, combine):
+        def parse(i):
+            value, i = operand(i)
+            while i < len(tokens) and tokens[i]["op"] == op:
+                right, i = operand(i + 1)
+                value = combine(value, right)
+            return value, i
+        return parse
+
+    conjunction = chain("&&", atom, lambda a, b: a and b)
+    disjunction = chain("||", conjunction, lambda a, b: a or b)
+
+    value, end = disjunction(0)
+    assert end == len(tokens), rule
+    return value
+
+
+def _route_for(ingress, path, host=""):
+    """Which route Traefik picks for a request: the highest-priority one whose rule matches."""
+    candidates = [r for r in ingress["spec"]["routes"] if traefik_rule_matches(r["match"], path, host)]
     return max(candidates, key=lambda r: r.get("priority", len(r["match"])))
 
 
@@ -707,11 +852,44 @@ def test_ingress_routes(helm, path, component, port, stripped):
         assert buffering["maxRequestBodyBytes"] == 100 * 1024 * 1024
 
 
+@pytest.mark.parametrize("path", ["/api/metrics", "/api/docs", "/api/docs/oauth2-redirect", "/api/redoc",
+                                  "/api/openapi.json"])
+def test_metrics_and_api_docs_are_not_routed_to_the_api(helm, path):
+    """They fall through to the frontend, whose nginx answers 404 for anything under /api."""
+    docs = render(helm, "defaults")
+    (ingress,) = of_kind(docs, "IngressRoute")
+    (service,) = _route_for(ingress, path)["services"]
+    assert service["name"] == f"{FULL}-frontend"
+    nginx = one(docs, "ConfigMap", f"{FULL}-frontend-nginx")["data"]["nginx.conf"]
+    assert re.search(r"location /api/ \{\s*return 404;", nginx)
+    # the API's own routes still reach it
+    assert _route_for(ingress, "/api/search")["services"][0]["name"] == f"{FULL}-query"
+
+
+def test_metrics_and_docs_can_be_exposed_on_request(helm):
+    docs = render_with(helm, sets=("ingress.exposeMetrics=true", "ingress.exposeDocs=true"))
+    (ingress,) = of_kind(docs, "IngressRoute")
+    for path in ("/api/metrics", "/api/docs", "/api/openapi.json"):
+        assert _route_for(ingress, path)["services"][0]["name"] == f"{FULL}-query", path
+    docs = render_with(helm, sets=("ingress.exposeMetrics=true",))
+    (ingress,) = of_kind(docs, "IngressRoute")
+    assert _route_for(ingress, "/api/metrics")["services"][0]["name"] == f"{FULL}-query"
+    assert _route_for(ingress, "/api/docs")["services"][0]["name"] == f"{FULL}-frontend"
+
+
+def test_the_rule_evaluator_follows_traefik_precedence():
+    assert traefik_rule_matches("PathPrefix(`/a`) || PathPrefix(`/b`) && !Path(`/b/x`)", "/b/x") is False
+    assert traefik_rule_matches("(PathPrefix(`/a`) || PathPrefix(`/b`)) && !Path(`/b/x`)", "/a") is True
+    assert traefik_rule_matches("Host(`h`) && PathPrefix(`/`)", "/", host="g") is False
+
+
 def test_ingress_host_and_tls(helm):
     docs = render_with(helm, sets=("ingress.host=rag.corp.example", "ingress.tls.enabled=true",
                                    "ingress.tls.secretName=rag-tls", "ingress.entryPoints={websecure}"))
     (ingress,) = of_kind(docs, "IngressRoute")
     assert all(r["match"].startswith("Host(`rag.corp.example`) && ") for r in ingress["spec"]["routes"])
+    assert _route_for(ingress, "/api/search", host="rag.corp.example")["services"][0]["name"] == f"{FULL}-query"
+    assert not any(traefik_rule_matches(r["match"], "/", host="other.example") for r in ingress["spec"]["routes"])
     assert ingress["spec"]["tls"] == {"secretName": "rag-tls"}
     assert ingress["spec"]["entryPoints"] == ["websecure"]
 
@@ -762,8 +940,9 @@ def test_prometheus_rule_has_the_alerts_the_guide_asks_for(helm):
     (rule,) = of_kind(docs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    for name in ("HaystackRagPodRestartingFrequently", "HaystackRagOpenSearchClusterRed",
-                 "HaystackRagOpenSearchClusterYellow", "HaystackRagOpenSearchExporterDown",
+    for name in ("HaystackRagPodRestartingFrequently", "HaystackRagPodCrashLooping", "HaystackRagOpenSearchDown",
+                 "HaystackRagOpenSearchClusterRed", "HaystackRagOpenSearchClusterYellow",
+                 "HaystackRagOpenSearchExporterDown",
                  "HaystackRagQueryTargetDown", "HaystackRagIndexingTargetDown"):
         assert name in alerts, name
     for name, alert in alerts.items():
@@ -781,6 +960,12 @@ def test_prometheus_rule_has_the_alerts_the_guide_asks_for(helm):
     one(docs, "Service", f"{FULL}-opensearch-exporter")
     restart = alerts["HaystackRagPodRestartingFrequently"]["expr"]
     assert f'namespace="{NAMESPACE}"' in restart and f'pod=~"{FULL}-.*"' in restart
+
+
+def test_alert_rules_without_the_service_monitor_are_refused(helm):
+    """The alerts select the job labels the chart's ServiceMonitor gives: without it they never match."""
+    result = run_helm(helm, *template_args(_values_file("defaults"), sets=("monitoring.prometheusRule.enabled=true",)))
+    assert result.returncode != 0 and "needs monitoring.serviceMonitor.enabled" in result.stderr
 
 
 def test_runbook_anchors_exist_in_the_monitoring_doc(helm):
@@ -893,7 +1078,7 @@ def test_optional_switches(helm):
     claim = one(docs, "PersistentVolumeClaim", f"{FULL}-indexing-files")
     assert claim["spec"]["storageClassName"] == "fast"
     volumes = workload(docs, "indexing")["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [{"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
+    assert {"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
     sts = workload(docs, "opensearch")
     sysctl = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "sysctl"]
     assert sysctl and sysctl[0]["securityContext"]["privileged"] is True

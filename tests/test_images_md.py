@@ -27,6 +27,8 @@ MARK = "images-md.invalid"
 # Where the chart reads its images (values.yaml); IMAGES.md must name exactly these.
 CHART_IMAGE_PATHS = {"query.image", "indexing.image", "frontend.image", "opensearch.image",
                      "opensearch.exporter.image", "init.image"}
+# The secrets the chart refuses to render without (it fails on values that cannot work).
+CHART_SECRETS = {"secrets": {"opensearchPassword": "Images-md-Pw-1!", "openaiApiKey": "sk-images-md"}}
 
 
 def _helm() -> str:
@@ -53,7 +55,7 @@ def test_repository_images_md_and_the_chart_agree(tmp_path):
     assert set(keyed) == CHART_IMAGE_PATHS
     assert [e.name for e in spec.images if not e.values] == ["traefik"]
 
-    values: dict = {}
+    values: dict = dict(CHART_SECRETS)
     for path, name in keyed.items():
         node = values
         for part in path.split("."):
@@ -118,7 +120,9 @@ def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
     values = tmp_path / "values-airgap.yaml"
     airgap("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
            "--insecure-skip-verify", "--values-out", str(values), "--no-chart-push")
-    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values)],
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(yaml.safe_dump(CHART_SECRETS))
+    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values), "-f", str(secrets)],
                          capture_output=True, text=True, check=True).stdout
     rendered = _pod_images([d for d in yaml.safe_load_all(out) if d])
     assert len(rendered) == len(CHART_IMAGE_PATHS)

@@ -62,22 +62,21 @@ The ONE place an image reference is built; every container of every template cal
 
 Call with (dict "root" $ "image" .Values.query.image "firstParty" true).
 
-  registry:   global.imageRegistry  >  image.registry  >  (first-party only) .Values.image.registry
-  tag:        image.tag  >  (first-party only) .Values.image.tag  >  .Chart.AppVersion
+  registry:   global.imageRegistry  >  image's own registry  >  image.registry  >  image's defaultRegistry
+              (host[:port][/path]: a Harbor project or public.ecr.aws/<alias> is a registry with a path)
+  tag:        image's own tag  >  (first-party only) image.tag  >  (first-party only) .Chart.AppVersion
   digest:     when set, the reference is <registry>/<repository>@<digest> and the tag is dropped.
 
+So the deployment guide's two keys (image.registry, image.tag) alone move EVERY image, third-party
+included, to the private registry; third-party images keep their own tags.
 An empty registry yields "<repository>:<tag>" (an image built locally). */}}
 {{- define "haystack-rag.image" -}}
 {{- $root := .root -}}
 {{- $img := .image -}}
-{{- $registry := "" -}}
-{{- $tag := "" -}}
+{{- $registry := $img.registry | default $root.Values.image.registry | default $img.defaultRegistry | default "" -}}
+{{- $tag := $img.tag -}}
 {{- if .firstParty -}}
-{{- $registry = $img.registry | default $root.Values.image.registry -}}
 {{- $tag = $img.tag | default $root.Values.image.tag | default $root.Chart.AppVersion -}}
-{{- else -}}
-{{- $registry = $img.registry -}}
-{{- $tag = $img.tag -}}
 {{- end -}}
 {{- with $root.Values.global.imageRegistry -}}
 {{- $registry = . -}}
@@ -208,4 +207,89 @@ vault.hashicorp.com/agent-inject-template-{{ $key }}: {{ printf "{{- with secret
     allowPrivilegeEscalation: false
     readOnlyRootFilesystem: true
     capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- render-time checks
+Values that render fine but cannot work fail here, with what to set.  Called once, from
+templates/validate.yaml. */}}
+
+{{/* "true" when the query/indexing APIs will have what the OpenAI(-compatible) generator and embedder
+need, as far as a render can tell: an API key from values, a key from a backend the chart cannot see
+(existingSecret, External Secrets, Vault), or an in-cluster endpoint that needs none (llm.endpoint,
+the `llm` values block).  Extend the `or` when another way of reaching a model is added. */}}
+{{- define "haystack-rag.llmConfigured" -}}
+{{- $s := .Values.secrets -}}
+{{- $llm := .Values.llm | default dict -}}
+{{- if or (not (has $s.provider (list "kubernetes" "sops"))) $s.existingSecret $s.openaiApiKey $llm.endpoint -}}true{{- end -}}
+{{- end -}}
+
+{{- define "haystack-rag.validate" -}}
+{{- $s := .Values.secrets -}}
+{{- range $key := list "opensearchUser" "opensearchPassword" "openaiApiKey" -}}
+{{- if hasPrefix "ENC[" (toString (index $s $key)) -}}
+{{- fail (printf "secrets.%s is still SOPS ciphertext (ENC[...]): deploy the encrypted file with `helm secrets upgrade ... -f secrets.enc.yaml` (the helm-secrets plugin decrypts it for helm), or decrypt it first with `sops -d`" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if regexMatch "ENC\\[[A-Z0-9_]+,data:" (toYaml .Values) -}}
+{{- fail "a value is still SOPS ciphertext (ENC[...]): pass SOPS-encrypted values files through the helm-secrets plugin (`helm secrets upgrade ...`) or decrypt them with `sops -d`" -}}
+{{- end -}}
+{{- $c := .Values.config -}}
+{{- if and (or (eq $c.generator "openai") $c.useOpenAIEmbedder) (not (include "haystack-rag.llmConfigured" .)) -}}
+{{- fail (printf "secrets.openaiApiKey is empty, but config.generator is %q%s: the query and indexing APIs would exit at start (\"OpenAI API key is required\"). Set secrets.openaiApiKey, or point the generator at an in-cluster OpenAI-compatible endpoint (llm.endpoint), or take the key from secrets.existingSecret or another secrets.provider" $c.generator (ternary " and config.useOpenAIEmbedder is true" "" (and $c.useOpenAIEmbedder true))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- frontend
+nginx.conf for the upstream frontend image (nginx:alpine serving the React build).  Upstream
+expects its server config to be mounted at run time; this one also lets nginx run as a non-root
+user on a read-only root filesystem: an unprivileged port, pid and temp files under /tmp. */}}
+{{- define "haystack-rag.frontendNginxConf" -}}
+worker_processes auto;
+# "stderr" writes to the inherited file descriptor; reopening /dev/stderr fails for a non-root
+# nginx wherever the runtime's output pipe belongs to root (seen in tests/test_chart_security.py).
+error_log stderr notice;
+pid /tmp/nginx.pid;
+events {
+  worker_connections 1024;
+}
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  {{- if .Values.frontend.accessLog }}
+  access_log /dev/stdout;
+  {{- else }}
+  # off by default, for the same reason as error_log above (Traefik logs every request anyway)
+  access_log off;
+  {{- end }}
+  sendfile on;
+  server_tokens off;
+  client_body_temp_path /tmp/client_temp;
+  proxy_temp_path /tmp/proxy_temp;
+  fastcgi_temp_path /tmp/fastcgi_temp;
+  uwsgi_temp_path /tmp/uwsgi_temp;
+  scgi_temp_path /tmp/scgi_temp;
+  server {
+    listen {{ .Values.frontend.containerPort }};
+    server_name _;
+    root /usr/share/nginx/html;
+    index index.html;
+    # The IngressRoute sends /api to the APIs; what reaches the UI under /api (a path the
+    # IngressRoute hides, such as /api/metrics) is not the single-page app's.
+    location /api/ {
+      return 404;
+    }
+    location = /api {
+      return 404;
+    }
+    location / {
+      try_files $uri $uri/ /index.html;
+    }
+  }
+}
+{{- end -}}
+
+{{/* Changes when the secret values given to the chart change, so that a rotation through the values
+(kubernetes/sops) restarts the pods that read them as environment variables. */}}
+{{- define "haystack-rag.secretsChecksum" -}}
+{{- pick .Values.secrets "provider" "existingSecret" "opensearchUser" "opensearchPassword" "openaiApiKey" | toJson | sha256sum -}}
 {{- end -}}
