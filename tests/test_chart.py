@@ -663,7 +663,8 @@ def test_opensearch_is_a_single_node_statefulset_with_a_volume(helm):
 def test_init_containers_wait_for_opensearch_before_the_apis_start(helm):
     docs = render(helm, "defaults")
     for component in ("query", "indexing"):
-        (init,) = workload(docs, component)["spec"]["template"]["spec"]["initContainers"]
+        init = next(c for c in workload(docs, component)["spec"]["template"]["spec"]["initContainers"]
+                    if c["name"] == "wait-for-opensearch")  # (fetch-model is the other: the offline model)
         assert f"nc -z -w 2 {FULL}-opensearch 9200" in init["command"][-1]
 
 
@@ -893,7 +894,8 @@ def test_optional_switches(helm):
     claim = one(docs, "PersistentVolumeClaim", f"{FULL}-indexing-files")
     assert claim["spec"]["storageClassName"] == "fast"
     volumes = workload(docs, "indexing")["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [{"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
+    assert [v for v in volumes if v["name"] != "model"] == [
+        {"name": "files", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}]
     sts = workload(docs, "opensearch")
     sysctl = [c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "sysctl"]
     assert sysctl and sysctl[0]["securityContext"]["privileged"] is True
