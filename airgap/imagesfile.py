@@ -76,6 +76,7 @@ class ImagesFile:
     chart: str | None
     crds: tuple[FileEntry, ...]
     platforms: tuple[Platform, ...]
+    source: str | None = None  # the application sources builds use without --source: GIT_URL@COMMIT or a dir
 
     @property
     def base_dir(self) -> Path:
@@ -127,7 +128,7 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
             raise InputError(f"{path}:{_line(k, offset)}: keys of the airgap block must be plain words")
     doc = {k.value: v for k, v in root.value}
     where = lambda node: f"{path}:{_line(node, offset)}"  # noqa: E731
-    allowed = {"release", "images", "chart", "crds", "platforms"}
+    allowed = {"release", "images", "chart", "crds", "platforms", "source"}
     for key_node, _ in root.value:
         if key_node.value not in allowed:
             raise InputError(f"{where(key_node)}: unknown key {key_node.value!r} (allowed: {', '.join(sorted(allowed))})")
@@ -171,7 +172,13 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
             raise InputError(f"{where(crds_node)}: crds: must be a list of {{path: ...}} or {{url: ..., sha256: ...}}")
         for node in crds_node.value:
             crds.append(_file(node, where))
-    return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms)
+    source_node = doc.get("source")
+    source = None
+    if source_node is not None:
+        if not isinstance(source_node, yaml.ScalarNode) or not source_node.value:
+            raise InputError(f"{where(source_node)}: source: is GIT_URL@COMMIT or a directory (the application sources)")
+        source = str(source_node.value)
+    return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms, source)
 
 
 def _check_values_paths(images: list[ImageEntry], path: Path) -> None:

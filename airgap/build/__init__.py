@@ -65,6 +65,10 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
         if not packed:
             progress.note(f"{images.path}: no build: entries to build")
         return packed
+    if source is None and images.source:
+        # IMAGES.md's own pin; a relative directory is relative to IMAGES.md.
+        local = images.base_dir / images.source
+        source = str(local) if "@" not in images.source and local.is_dir() else images.source
     tree = resolve_source(source, images.base_dir, cache / "sources")
     targets = plan_builds(images, tree, only, build_args)
     packed = _pack_artifacts(images, Path(store), only, progress)
