@@ -452,7 +452,20 @@ def apply_runtime_settings(app_spec: str, environ: MutableMapping[str, str] | No
     return changed
 
 
-def _default(module: Any, cls_name: str, field_name: str, value: str) -> None:
+def _quiet_embedders() -> None:
+    """Haystack's sentence-transformers embedders default to ``progress_bar=True``; make it False."""
+    for module_name, cls_name in (
+            ("haystack.components.embedders", "SentenceTransformersTextEmbedder"),
+            ("haystack.components.embedders", "SentenceTransformersDocumentEmbedder")):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # not a Haystack app: nothing to quiet
+            return
+        if hasattr(module, cls_name):
+            _default(module, cls_name, "progress_bar", False)
+
+
+def _default(module: Any, cls_name: str, field_name: str, value: Any) -> None:
     cls = getattr(module, cls_name)
     original = cls.__init__
 
@@ -492,6 +505,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         parser.error("name the application (MODULE:ATTRIBUTE) or set HAYSTACK_APP")
 
     loaded = load_secret_files()          # before the app reads its settings at import time
+    if env.get("HAYSTACK_LOG_FORMAT", "json") != "text":
+        # Progress bars (tqdm: model loading, embedding batches) are not log records: on stderr they
+        # would break the one-JSON-object-per-line stream the log shippers parse.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        _quiet_embedders()  # they pass tqdm an explicit disable=False, which TQDM_DISABLE cannot override
     configure_logging()
     if loaded:
         log.info("secrets read from files", extra={"variables": loaded})
