@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps helm checkov demo test bench clean
+.PHONY: deps helm checkov demo test test-app bench clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -18,10 +18,15 @@ demo: deps
 	$(PY) scripts/demo.py
 
 test: deps helm checkov
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest --ignore=tests/app $(PYTEST_ARGS)
+
+# The real upstream application (torch, Haystack) offline under unshare -n, with a real Prometheus.
+test-app: deps
+	bash scripts/install-app-deps.sh
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest tests/app $(PYTEST_ARGS)
 
 bench: deps
 	$(PY) bench/bench.py
 
 clean:
-	rm -rf .demo bench/work .pytest_cache
+	rm -rf .demo bench/work .pytest_cache .models

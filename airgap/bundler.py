@@ -109,10 +109,11 @@ class _Sources:
     def locate(self, entry: ImageEntry) -> tuple[Store, str, str]:
         """(place, ref in that place, default target tag) for an entry."""
         where = f"{self.images.path}:{entry.line}: image {entry.name}"
-        if entry.build is not None:
+        if entry.local:
             ref = f"{entry.name}:{self.images.release}"
             if self.store.resolve_tag(ref) is None:
-                raise InputError(f"{where} is built from source (build:), and the local store {self.options.store} "
+                kind = "built from source (build:)" if entry.build else "packed from files (artifact:)"
+                raise InputError(f"{where} is {kind}, and the local store {self.options.store} "
                                  f"has no {ref}: run `airgap build` first, or bundle without --no-build")
             return self.store, ref, self.images.release
         assert entry.source is not None
@@ -140,6 +141,13 @@ def signed_identity(entry: ImageEntry) -> str:
         ref = Reference.parse(entry.source)
         return f"{ref.registry}/{ref.repository}"
     return f"localhost/{entry.name}"
+
+
+def _local_source(entry: ImageEntry) -> str:
+    """What the bundle records as the source of an image made on the connected host."""
+    if entry.artifact is not None:
+        return f"artifact:{entry.artifact.path}"
+    return f"build:{entry.build.context if entry.build else ''}"
 
 
 def _file_entries(images: ImagesFile, options: BundleOptions) -> list[FileEntry]:
@@ -331,7 +339,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
                 sig_desc["annotations"] = {REF_NAME: f"{entry.name}:{art.tag}"}
                 index_entries.append(sig_desc)
         bundle_images.append(BundleImage(
-            name=entry.name, source=entry.source or f"build:{entry.build.context if entry.build else ''}",
+            name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
             identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))

@@ -31,6 +31,16 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class ArtifactSpec:
+    """Files (a model, data) packed as an OCI artifact: see airgap/artifact.py."""
+    path: str                                  # a file or directory, relative to IMAGES.md
+    artifact_type: str                         # the manifest's artifactType, e.g. application/vnd.airgap.model.v1
+    layers: str = "tar"                        # "tar": one tar+gzip layer; "files": one blob per file
+    root: str = ""                             # where the files sit inside the tar layer (tar only)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ImageEntry:
     name: str
     line: int
@@ -41,6 +51,13 @@ class ImageEntry:
     platforms: tuple[Platform, ...] = ()
     verify_key: str | None = None      # upstream's cosign public key its signature must verify with
     verify_identity: str | None = None  # the repository the upstream signed (default: the source's)
+    overlay: BuildSpec | None = None   # a second build FROM the first (build: only): see airgap/build/plan.py
+    artifact: ArtifactSpec | None = None  # files packed as an OCI artifact in the local store
+
+    @property
+    def local(self) -> bool:
+        """Made on the connected host (built or packed) rather than mirrored."""
+        return self.build is not None or self.artifact is not None
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class ImagesFile:
     chart: str | None
     crds: tuple[FileEntry, ...]
     platforms: tuple[Platform, ...]
+    source: str | None = None  # the application sources builds use without --source: GIT_URL@COMMIT or a dir
 
     @property
     def base_dir(self) -> Path:
@@ -110,7 +128,7 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
             raise InputError(f"{path}:{_line(k, offset)}: keys of the airgap block must be plain words")
     doc = {k.value: v for k, v in root.value}
     where = lambda node: f"{path}:{_line(node, offset)}"  # noqa: E731
-    allowed = {"release", "images", "chart", "crds", "platforms"}
+    allowed = {"release", "images", "chart", "crds", "platforms", "source"}
     for key_node, _ in root.value:
         if key_node.value not in allowed:
             raise InputError(f"{where(key_node)}: unknown key {key_node.value!r} (allowed: {', '.join(sorted(allowed))})")
@@ -154,7 +172,13 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
             raise InputError(f"{where(crds_node)}: crds: must be a list of {{path: ...}} or {{url: ..., sha256: ...}}")
         for node in crds_node.value:
             crds.append(_file(node, where))
-    return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms)
+    source_node = doc.get("source")
+    source = None
+    if source_node is not None:
+        if not isinstance(source_node, yaml.ScalarNode) or not source_node.value:
+            raise InputError(f"{where(source_node)}: source: is GIT_URL@COMMIT or a directory (the application sources)")
+        source = str(source_node.value)
+    return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms, source)
 
 
 def _check_values_paths(images: list[ImageEntry], path: Path) -> None:
@@ -201,7 +225,7 @@ def _platforms(node: yaml.Node, where: Any) -> tuple[Platform, ...]:
 def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     fields = _scalar_map(node, where, "each images: entry")
     line = _line(node, offset)
-    allowed = {"name", "source", "build", "tag", "values", "platforms", "verify"}
+    allowed = {"name", "source", "build", "tag", "values", "platforms", "verify", "overlay", "artifact"}
     for key in fields:
         if key not in allowed:
             raise InputError(f"{where(fields[key][1])}: unknown key {key!r} in image entry "
@@ -215,10 +239,17 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     label = f"{path}:{line}: image {name}"
     source = fields.get("source", (None, None))[0]
     build_node = fields.get("build", (None, None))[0]
-    if (source is None) == (build_node is None):
-        raise InputError(f"{label}: give exactly one of source: (mirror) or build: (first-party)")
+    artifact_node = fields.get("artifact", (None, None))[1]
+    if sum(x is not None for x in (source, build_node, artifact_node)) != 1:
+        raise InputError(f"{label}: give exactly one of source: (mirror), build: (first-party) "
+                         "or artifact: (files packed as an OCI artifact)")
     build = None
-    if source is not None:
+    artifact = None
+    if artifact_node is not None:
+        from airgap.artifact import parse_spec  # the artifact kind lives in its own module
+
+        artifact = parse_spec(artifact_node, where, label)
+    elif source is not None:
         if not isinstance(source, str) or not source:
             raise InputError(f"{label}: source: must be an image reference")
         if not source.startswith("oci:"):
@@ -229,24 +260,12 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
         elif source.count(":") < 2:
             raise InputError(f"{label}: an oci: source is written oci:DIR:REF")
     else:
-        bfields = _scalar_map(build_node, where, "build:")
-        build_keys = {"context", "dockerfile", "args", "target"}
-        for key in bfields:
-            if key not in build_keys:  # a misspelt dockerfile: would otherwise build the wrong file
-                raise InputError(f"{where(bfields[key][1])}: image {name}: unknown key {key!r} in build: "
-                                 f"(allowed: {', '.join(sorted(build_keys))})")
-        context = bfields.get("context", (None, None))[0]
-        if not isinstance(context, str) or not context:
-            raise InputError(f"{label}: build: needs context:")
-        args_node = bfields.get("args", ({}, None))[0]
-        args: dict[str, str] = {}
-        if isinstance(args_node, yaml.MappingNode) and all(isinstance(v, yaml.ScalarNode) for _, v in args_node.value):
-            args = {k.value: str(v.value) for k, v in args_node.value}
-        elif args_node != {}:
-            raise InputError(f"{where(bfields['args'][1])}: image {name}: build: args: must map names to values, "
-                             "like {BASE_IMAGE: debian:12}")
-        build = BuildSpec(context=context, dockerfile=str(bfields.get("dockerfile", ("Dockerfile", None))[0]),
-                          args=args, target=bfields.get("target", (None, None))[0])
+        build = _build_spec(build_node, where, name, label, "build:")
+    overlay = None
+    if "overlay" in fields:
+        if build is None:
+            raise InputError(f"{label}: overlay: applies to images built from source (build:)")
+        overlay = _build_spec(fields["overlay"][1], where, name, label, "overlay:")
     tag = fields.get("tag", (None, None))[0]
     if tag is not None and (not isinstance(tag, str) or not valid_tag(tag)):
         raise InputError(f"{label}: tag {tag!r} is not a valid tag")
@@ -268,7 +287,28 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
         if source is None or source.startswith("oci:"):
             raise InputError(f"{label}: verify: applies to images mirrored from a registry")
     return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms,
-                      verify_key=verify_key, verify_identity=verify_identity)
+                      verify_key=verify_key, verify_identity=verify_identity, overlay=overlay, artifact=artifact)
+
+
+def _build_spec(node: Any, where: Any, name: str, label: str, what: str) -> BuildSpec:
+    bfields = _scalar_map(node, where, what)
+    build_keys = {"context", "dockerfile", "args", "target"}
+    for key in bfields:
+        if key not in build_keys:  # a misspelt dockerfile: would otherwise build the wrong file
+            raise InputError(f"{where(bfields[key][1])}: image {name}: unknown key {key!r} in {what} "
+                             f"(allowed: {', '.join(sorted(build_keys))})")
+    context = bfields.get("context", (None, None))[0]
+    if not isinstance(context, str) or not context:
+        raise InputError(f"{label}: {what} needs context:")
+    args_node = bfields.get("args", ({}, None))[0]
+    args: dict[str, str] = {}
+    if isinstance(args_node, yaml.MappingNode) and all(isinstance(v, yaml.ScalarNode) for _, v in args_node.value):
+        args = {k.value: str(v.value) for k, v in args_node.value}
+    elif args_node != {}:
+        raise InputError(f"{where(bfields['args'][1])}: image {name}: {what} args: must map names to values, "
+                         "like {BASE_IMAGE: debian:12}")
+    return BuildSpec(context=context, dockerfile=str(bfields.get("dockerfile", ("Dockerfile", None))[0]),
+                     args=args, target=bfields.get("target", (None, None))[0])
 
 
 def _file(node: yaml.Node, where: Any) -> FileEntry:

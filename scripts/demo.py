@@ -80,6 +80,11 @@ def main() -> None:
         # The repository's IMAGES.md as it is; only the chart path is made absolute for the work directory.
         text = (REPO / "IMAGES.md").read_text()
         text = text.replace("chart: manifests/haystack-rag", f"chart: {REPO / 'manifests/haystack-rag'}")
+        # The overlay (observability layer) and the model artifact are this repository's files.
+        text = text.replace("context: manifests/images/", f"context: {REPO / 'manifests/images'}/")
+        text = text.replace("path: .models/", f"path: {REPO / '.models'}/")
+        subprocess.run(["bash", str(REPO / "scripts/fetch-model.sh")], check=True,
+                       env={**os.environ, "PY": sys.executable})
         (WORK / "IMAGES.md").write_text(text)
         crd_args: list[str] = []
         for crd in spec.crds:

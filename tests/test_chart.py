@@ -769,7 +769,8 @@ def test_opensearch_is_a_single_node_statefulset_with_a_volume(helm):
 def test_init_containers_wait_for_opensearch_before_the_apis_start(helm):
     docs = render(helm, "defaults")
     for component in ("query", "indexing"):
-        (init,) = workload(docs, component)["spec"]["template"]["spec"]["initContainers"]
+        init = next(c for c in workload(docs, component)["spec"]["template"]["spec"]["initContainers"]
+                    if c["name"] == "wait-for-opensearch")  # (fetch-model is the other: the offline model)
         assert f"nc -z -w 2 {FULL}-opensearch 9200" in init["command"][-1]
 
 

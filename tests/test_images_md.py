@@ -26,7 +26,7 @@ HELM = REPO / ".tools/bin/helm3"
 MARK = "images-md.invalid"
 # Where the chart reads its images (values.yaml); IMAGES.md must name exactly these.
 CHART_IMAGE_PATHS = {"query.image", "indexing.image", "frontend.image", "opensearch.image",
-                     "opensearch.exporter.image", "init.image"}
+                     "opensearch.exporter.image", "init.image", "model.image"}
 # The secrets the chart refuses to render without (it fails on values that cannot work).
 CHART_SECRETS = {"secrets": {"opensearchPassword": "Images-md-Pw-1!", "openaiApiKey": "sk-images-md"}}
 
@@ -46,6 +46,7 @@ def _pod_images(docs: list[dict]) -> set[str]:
             "template", {}).get("spec") or {}
         for key in ("initContainers", "containers"):
             images |= {c["image"] for c in pod.get(key) or []}
+        images |= {v["image"]["reference"] for v in pod.get("volumes") or [] if "image" in v}  # the model
     return images
 
 
@@ -63,7 +64,9 @@ def test_repository_images_md_and_the_chart_agree(tmp_path):
         node.update({"registry": MARK, "repository": name, "tag": "t", "digest": ""})
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values_file)],
+    # the model as an image volume: the init-container delivery names it in args, not as an image
+    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values_file),
+                          "--set", "model.delivery=imageVolume"],
                          capture_output=True, text=True, check=True).stdout
     rendered = _pod_images([d for d in yaml.safe_load_all(out) if d])
     # every image the chart runs comes from an IMAGES.md entry ...
@@ -80,7 +83,16 @@ def test_build_entries_match_the_upstream_layout_of_the_demo_sources(tmp_path):
     assert {t.name for t in targets} == {"haystack-query", "haystack-indexing", "haystack-frontend"}
     for t in targets:
         assert t.dockerfile.is_file() and t.context.is_dir()
-        assert "RUN " in t.dockerfile.read_text()
+        if t.base is None:  # the upstream Dockerfiles (the overlays are this repository's layer)
+            assert "RUN " in t.dockerfile.read_text()
+    # the API images get the observability layer on top of their upstream build; the frontend its API URL
+    overlays = {t.name: t for t in targets if t.base}
+    assert set(overlays) == {"haystack-query", "haystack-indexing"}
+    assert all(t.dockerfile == REPO / "manifests/images/haystack-observability/Dockerfile" for t in overlays.values())
+    assert {t.name: t.args.get("APP") for t in overlays.values()} == {"haystack-query": "query.main:app",
+                                                                     "haystack-indexing": "indexing.main:app"}
+    frontend = next(t for t in targets if t.name == "haystack-frontend")
+    assert frontend.args["REACT_APP_HAYSTACK_API_URL"] == "/api"
 
 
 @pytest.mark.parametrize("build, line, message", [
@@ -122,7 +134,8 @@ def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
            "--insecure-skip-verify", "--values-out", str(values), "--no-chart-push")
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(yaml.safe_dump(CHART_SECRETS))
-    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values), "-f", str(secrets)],
+    out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values), "-f", str(secrets),
+                          "--set", "model.delivery=imageVolume"],
                          capture_output=True, text=True, check=True).stdout
     rendered = _pod_images([d for d in yaml.safe_load_all(out) if d])
     assert len(rendered) == len(CHART_IMAGE_PATHS)

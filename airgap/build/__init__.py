@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from airgap.build.plan import BuildTarget, Builder, BuiltImage, plan_builds
@@ -58,11 +59,19 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
     """
     progress = progress or Progress()
     cache = Path(store).parent
+    if not any(e.build for e in images.images if not only or e.name in only):
+        plan_builds(images, SourceTree(images.base_dir), only)  # checks the --only names; nothing to build
+        packed = _pack_artifacts(images, Path(store), only, progress)
+        if not packed:
+            progress.note(f"{images.path}: no build: entries to build")
+        return packed
+    if source is None and images.source:
+        # IMAGES.md's own pin; a relative directory is relative to IMAGES.md.
+        local = images.base_dir / images.source
+        source = str(local) if "@" not in images.source and local.is_dir() else images.source
     tree = resolve_source(source, images.base_dir, cache / "sources")
     targets = plan_builds(images, tree, only, build_args)
-    if not targets:
-        progress.note(f"{images.path}: no build: entries to build")
-        return []
+    packed = _pack_artifacts(images, Path(store), only, progress)
     multi = next((t for t in targets if len(t.platforms) > 1), None)
     if multi and builder == "docker":
         raise BuildError(f"{multi.where}: the Docker Engine builder makes one platform per image, this one wants "
@@ -77,8 +86,25 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
     logs.mkdir(parents=True, exist_ok=True)
     built: list[BuiltImage] = []
     for target in targets:
+        if target.base is not None:
+            # buildah names local images localhost/NAME; the Docker Engine takes the tag as it is.
+            local = f"localhost/{target.base}" if chosen.name == "buildah" else target.base
+            target = replace(target, args={**target.args, "BASE_IMAGE": local})
         built.append(_build_one(chosen, target, layout, logs, progress))
-    return built
+    return packed + built
+
+
+def _pack_artifacts(images: ImagesFile, store: Path, only: Sequence[str], progress: Progress) -> list[BuiltImage]:
+    """The artifact: entries, packed into the store like built images (no builder needed)."""
+    from airgap.artifact import pack_artifacts
+    from airgap.build.plan import source_date_epoch
+
+    t0 = time.monotonic()
+    packed = pack_artifacts(images, store, tuple(only), source_date_epoch())
+    seconds = time.monotonic() - t0
+    for a in packed:
+        progress.note(f"+ {a.ref} {a.digest[:19]} packed from {a.files} file(s), {a.size} bytes")
+    return [BuiltImage(a.name, a.ref, a.digest, "artifact", seconds, None) for a in packed]
 
 
 def _build_one(builder: Builder, target: BuildTarget, store: LayoutStore, logs: Path, progress: Progress) -> BuiltImage:

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, TypeVar
 
 from airgap.errors import BuildError
 from airgap.model import Descriptor, Digest, parse_manifest, sha256_digest
@@ -27,9 +27,10 @@ from airgap.places.layout import LayoutStore
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+T = TypeVar("T")
 
 
-class _HashingWriter:
+class HashingWriter:
     """A write-only file object that hashes and counts what passes through to ``fh``."""
 
     def __init__(self, fh: IO[bytes]):
@@ -44,6 +45,27 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.fh.flush()
+
+
+def stream_blob(store: LayoutStore, media_type: str, write: Callable[[HashingWriter], T]) -> tuple[Descriptor, T]:
+    """A blob of ``store`` made by ``write(sink)``: written to a temporary file while hashed, renamed to its
+    digest only once ``write`` returned (an exception from it, e.g. a failed check, leaves nothing)."""
+    fd, tmp = tempfile.mkstemp(prefix=".blob-", suffix=".partial", dir=store.root / "blobs" / "sha256")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            sink = HashingWriter(out)
+            extra = write(sink)
+            out.flush()
+            os.fsync(out.fileno())
+        desc = Descriptor(media_type, Digest("sha256", sink.sha.hexdigest()), sink.size)
+        os.replace(tmp, store.blob_path(desc.digest))
+        return desc, extra
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def import_docker_archive(archive: Path, store: LayoutStore, tag: str, epoch: int | None = None) -> Digest:
@@ -95,26 +117,18 @@ def _add_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
 
 def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore) -> Descriptor:
     src = _member(tar, name)
-    fd, tmp = tempfile.mkstemp(prefix=".layer-", suffix=".partial", dir=store.root / "blobs" / "sha256")
-    try:
+
+    def write(sink: HashingWriter) -> None:
         raw = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            sink = _HashingWriter(out)
-            # mtime=0 and no file name in the header: identical layers give identical blobs.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
-                while chunk := src.read(CHUNK):
-                    raw.update(chunk)
-                    gz.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        # mtime=0 and no file name in the header: identical layers give identical blobs.
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                raw.update(chunk)
+                gz.write(chunk)
         if f"sha256:{raw.hexdigest()}" != diff_id:
             raise BuildError(f"{tar.name}: layer {name} has digest sha256:{raw.hexdigest()}, the config says {diff_id}")
-        desc = Descriptor(OCI_LAYER_GZIP, Digest("sha256", sink.sha.hexdigest()), sink.size)
-        os.replace(tmp, store.blob_path(desc.digest))
-        return desc
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    return stream_blob(store, OCI_LAYER_GZIP, write)[0]

@@ -11,7 +11,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +39,8 @@ class BuildTarget:
     labels: dict[str, str] = field(default_factory=dict)
     platforms: tuple[Platform, ...] = ()  # empty: the builder's own platform
     epoch: int | None = None              # SOURCE_DATE_EPOCH, when set
+    base: str | None = None               # an overlay: the ref of the target built just before, passed to
+                                          # its Dockerfile as BASE_IMAGE under the builder's local name
 
     @property
     def ref(self) -> str:
@@ -50,13 +52,13 @@ class BuiltImage:
     name: str
     ref: str          # name:tag in the store
     digest: str
-    builder: str
+    builder: str      # or "artifact" for an artifact: entry packed from files
     seconds: float
-    log: Path
+    log: Path | None
 
     def to_json(self) -> dict:
         return {"name": self.name, "ref": self.ref, "digest": self.digest, "builder": self.builder,
-                "seconds": round(self.seconds, 3), "log": str(self.log)}
+                "seconds": round(self.seconds, 3), "log": str(self.log) if self.log else None}
 
 
 class Builder(Protocol):
@@ -100,14 +102,42 @@ def plan_builds(images: ImagesFile, tree: SourceTree, only: Sequence[str] = (),
         for name in only:
             if name not in by_name:
                 raise InputError(f"--only {name}: {images.path} has no image of that name "
-                                 f"(built ones: {', '.join(e.name for e in entries) or 'none'})")
-            if by_name[name].build is None:
+                                 f"(built ones: {', '.join(e.name for e in images.images if e.local) or 'none'})")
+            if not by_name[name].local:
                 raise InputError(f"--only {name}: {images.path}:{by_name[name].line}: image {name} is mirrored "
                                  "(source:), not built")
         entries = [e for e in entries if e.name in only]
     epoch = source_date_epoch()
-    targets = [_target(images, e, tree, epoch, extra_args or {}) for e in entries]
+    targets: list[BuildTarget] = []
+    for e in entries:
+        target = _target(images, e, tree, epoch, extra_args or {})
+        if e.overlay is None:
+            targets.append(target)
+            continue
+        # The upstream Dockerfile as it is, kept in the store as <release>-upstream; then the overlay FROM it.
+        first = replace(target, tag=f"{images.release}-upstream")
+        targets += [first, _overlay(images, e, target, first.ref, extra_args or {})]
     return targets
+
+
+def _overlay(images: ImagesFile, entry: ImageEntry, target: BuildTarget, base: str,
+             extra_args: dict[str, str]) -> BuildTarget:
+    """The entry's overlay: build (a Dockerfile of this project, e.g. the observability layer) on top of
+    the image its build: made, without touching the upstream sources. Paths are relative to IMAGES.md."""
+    assert entry.overlay is not None
+    where = f"{target.where} (overlay)"
+    if len(target.platforms) > 1:
+        raise InputError(f"{where}: overlay: builds one platform; drop the entry's platforms: list")
+    context = (images.base_dir / entry.overlay.context).resolve()
+    if not context.is_dir():
+        raise InputError(f"{where}: overlay context {entry.overlay.context} not found next to {images.path}")
+    dockerfile = (images.base_dir / entry.overlay.dockerfile).resolve() if entry.overlay.dockerfile != "Dockerfile" \
+        else context / "Dockerfile"
+    if not dockerfile.is_file():
+        raise InputError(f"{where}: overlay Dockerfile {entry.overlay.dockerfile} not found next to {images.path}")
+    labels = {**target.labels, "org.opencontainers.image.base.name": base}
+    return replace(target, where=where, context=context, dockerfile=dockerfile,
+                   args={**entry.overlay.args, **extra_args}, target=entry.overlay.target, labels=labels, base=base)
 
 
 def _target(images: ImagesFile, entry: ImageEntry, tree: SourceTree, epoch: int | None,

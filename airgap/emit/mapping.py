@@ -39,7 +39,7 @@ class ImageMapping:
 
 
 def _source_ref(text: str) -> Reference | None:
-    if not text or text.startswith(("oci:", "oci-archive:", "docker-archive:", "dir:", "build:")):
+    if not text or text.startswith(("oci:", "oci-archive:", "docker-archive:", "dir:", "build:", "artifact:")):
         return None
     try:
         return Reference.parse(text)

@@ -43,6 +43,7 @@ __all__ = [
     "MetricsRegistry",
     "PrometheusMiddleware",
     "SecretFileError",
+    "apply_runtime_settings",
     "configure_logging",
     "load_secret_files",
     "logging_config",
@@ -399,6 +400,82 @@ def wrap(app: ASGIApp, **kwargs: Any) -> PrometheusMiddleware:
     return PrometheusMiddleware(app, **kwargs)
 
 
+# --------------------------------------------------------------------------- offline runtime settings
+
+# The upstream services (deepset-ai/haystack-rag-app 70c49c0) hard-code their embedding model
+# (intfloat/multilingual-e5-base, fetched from a model hub on first use), its dimension (768) and the
+# generator's model name (gpt-4o, at api.openai.com).  These variables change them from outside, so
+# the images need no edit of the upstream sources; tests/test_app.py runs the real services with them.
+PLACEHOLDER_API_KEY = "in-cluster-endpoint-needs-no-key"
+_OVERRIDES = (  # (variable, module, dataclass, field): the upstream config dataclasses' defaults
+    ("HAYSTACK_EMBEDDER_MODEL", "query.service", "QueryConfig", "embedder_model"),
+    ("HAYSTACK_EMBEDDER_MODEL", "indexing.service", "IndexingConfig", "embedder_model"),
+    ("HAYSTACK_LLM_MODEL", "query.service", "QueryConfig", "llm_name"),
+)
+
+
+def apply_runtime_settings(app_spec: str, environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Point the upstream app at what the cluster provides; call before importing the app.
+
+    * ``OPENAI_BASE_URL`` (an in-cluster OpenAI-compatible server: vLLM, Ollama, TGI) without
+      ``OPENAI_API_KEY``: the key is set to a placeholder, because the upstream settings refuse to
+      start without one although such servers usually need none;
+    * ``HAYSTACK_EMBEDDER_MODEL`` (a local path, e.g. the model the chart delivers to /models),
+      ``HAYSTACK_EMBEDDING_DIM`` (its vector size, for the OpenSearch index) and ``HAYSTACK_LLM_MODEL``
+      (the name the in-cluster server serves) replace the upstream's hard-coded defaults.
+
+    Returns what was changed, for one log line.
+    """
+    env = os.environ if environ is None else environ
+    changed: list[str] = []
+    if env.get("OPENAI_BASE_URL") and not env.get("OPENAI_API_KEY"):
+        env["OPENAI_API_KEY"] = PLACEHOLDER_API_KEY
+        changed.append("OPENAI_API_KEY (placeholder: in-cluster endpoint)")
+    package = app_spec.partition(":")[0].split(".")[0]
+    for var, module_name, cls_name, field_name in _OVERRIDES:
+        value = env.get(var)
+        if value and module_name.split(".")[0] == package:
+            _default(importlib.import_module(module_name), cls_name, field_name, value)
+            changed.append(f"{cls_name}.{field_name}")
+    dim = env.get("HAYSTACK_EMBEDDING_DIM")
+    if dim:
+        if not dim.isdigit():
+            raise SystemExit(f"haystack_observability: HAYSTACK_EMBEDDING_DIM={dim!r} is not a number")
+        store_module = importlib.import_module("common.document_store")
+        original = store_module.OpenSearchDocumentStore
+
+        def document_store(*args: Any, **kwargs: Any) -> Any:
+            return original(*args, **{**kwargs, "embedding_dim": int(dim)})
+
+        store_module.OpenSearchDocumentStore = document_store
+        changed.append("embedding_dim")
+    return changed
+
+
+def _quiet_embedders() -> None:
+    """Haystack's sentence-transformers embedders default to ``progress_bar=True``; make it False."""
+    for module_name, cls_name in (
+            ("haystack.components.embedders", "SentenceTransformersTextEmbedder"),
+            ("haystack.components.embedders", "SentenceTransformersDocumentEmbedder")):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # not a Haystack app: nothing to quiet
+            return
+        if hasattr(module, cls_name):
+            _default(module, cls_name, "progress_bar", False)
+
+
+def _default(module: Any, cls_name: str, field_name: str, value: Any) -> None:
+    cls = getattr(module, cls_name)
+    original = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault(field_name, value)
+        original(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+
+
 # --------------------------------------------------------------------------- entry point
 
 def _import_app(spec: str) -> ASGIApp:
@@ -428,10 +505,19 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         parser.error("name the application (MODULE:ATTRIBUTE) or set HAYSTACK_APP")
 
     loaded = load_secret_files()          # before the app reads its settings at import time
+    if env.get("HAYSTACK_LOG_FORMAT", "json") != "text":
+        # Progress bars (tqdm: model loading, embedding batches) are not log records: on stderr they
+        # would break the one-JSON-object-per-line stream the log shippers parse.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        _quiet_embedders()  # they pass tqdm an explicit disable=False, which TQDM_DISABLE cannot override
     configure_logging()
     if loaded:
         log.info("secrets read from files", extra={"variables": loaded})
     sys.path.insert(0, os.getcwd())
+    changed = apply_runtime_settings(args.app)
+    if changed:
+        log.info("runtime settings applied", extra={"changed": changed})
     app = _import_app(args.app)
     if not args.no_metrics:
         app = wrap(app)
