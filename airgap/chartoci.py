@@ -103,7 +103,7 @@ def chart_metadata(tgz: bytes, where: str, listed=None) -> dict:
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"{where}: unreadable chart ({exc})") from None
     except yaml.YAMLError as exc:
-        raise BundleError(f"{where}: Chart.yaml: {_yaml_problem(exc)}") from None
+        raise BundleError(f"{where}: Chart.yaml: {safeyaml.describe(exc)}") from None
     if doc is None:
         raise BundleError(f"{where}: no <name>/Chart.yaml inside the chart")
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or doc.get("version") is None:
@@ -119,12 +119,6 @@ def chart_metadata(tgz: bytes, where: str, listed=None) -> dict:
         raise BundleError(f"{where}: Chart.yaml says {name} {version}, the bundle manifest says "
                           f"{listed.name} {listed.version}")
     return doc
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"line {mark.line + 1}: {problem}" if mark else problem
 
 
 def build(tgz: bytes, where: str) -> ChartArtifact:

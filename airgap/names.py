@@ -16,7 +16,7 @@ VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")  # no leading dot, no separators
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
-_PLATFORM = re.compile(r"^[a-z0-9_.-]{1,32}/[a-z0-9_.-]{1,32}(/[a-z0-9_.-]{1,32})?$")
+_PLATFORM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}/[a-z0-9][a-z0-9_.-]{0,31}(/[a-z0-9][a-z0-9_.-]{0,31})?$")
 
 
 def repository_problem(name: str) -> str | None:

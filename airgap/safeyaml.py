@@ -52,6 +52,13 @@ class _BoundedLoader(yaml.SafeLoader):
                 self._depth -= 1
 
 
+def describe(exc: yaml.YAMLError) -> str:
+    """One line for a user: ``line N: problem`` (PyYAML's own str() spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}: {problem}" if mark else problem
+
+
 def _text(data: str | bytes, max_bytes: int) -> str:
     if len(data) > max_bytes:
         raise YAMLLimitError(problem=f"{len(data)} bytes, over the {max_bytes}-byte limit for this file")

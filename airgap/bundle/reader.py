@@ -233,10 +233,11 @@ def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=N
         Path(tmp).unlink(missing_ok=True)
 
 
-def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"],
-              max_members: int) -> list[tuple[str, Member]]:
+def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"], max_members: int,
+              seen: dict[str, Path]) -> list[tuple[str, Member]]:
     """Every member of a tar as a byte range, checked as it is listed: regular files only (and the
-    directories the format defines), each name allowed by ``allowed(name, position)``."""
+    directories the format defines), each name allowed by ``allowed(name, position)``, and listed
+    once in all the files ``seen`` records (a part's own header excepted)."""
     size = path.stat().st_size
     out: list[tuple[str, Member]] = []
     try:
@@ -257,6 +258,11 @@ def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"
                 if info.type not in _FILE_TYPES:
                     raise BundleError(f"{where}: member {info.name!r} is a {_TYPE_NAMES.get(info.type, 'special file')}"
                                       "; a bundle holds only regular files")
+                if info.name in seen and info.name != PART_NAME:
+                    other = "" if seen[info.name] == path else f" (also in {seen[info.name]})"
+                    raise BundleError(f"{where}: member {info.name} appears twice{other}; tar would extract the "
+                                      "last copy, so the bundle is ambiguous and refused")
+                seen[info.name] = path
                 problem = allowed(info.name, len(out))
                 if problem:
                     raise BundleError(f"{where}: member {info.name!r} {problem}; refused")
@@ -363,15 +369,9 @@ class BundleReader:
         seen: dict[str, Path] = {}
         for path, allowed in [(main, in_main), *((p, in_part) for p in parts.values())]:
             shown = where if path == main else str(path)
-            for name, member in _scan_tar(path, shown, allowed, budget):
-                if name == PART_NAME:
-                    continue  # each part's own header, at position 0 only (in_part)
-                if name in seen:
-                    other = "" if seen[name] == path else f" (also in {seen[name]})"
-                    raise BundleError(f"{shown}: member {name} appears twice{other}; tar would extract the last "
-                                      "copy, so the bundle is ambiguous and refused")
-                seen[name] = path
-                self.members[name] = member
+            for name, member in _scan_tar(path, shown, allowed, budget, seen):
+                if name != PART_NAME:
+                    self.members[name] = member
         for f in m.files:
             if f.path not in self.members:
                 raise BundleError(f"{where}: member {f.path} ({f.kind} file in the bundle manifest) is missing")
