@@ -17,6 +17,14 @@ class JSONLimitError(ValueError):
     """The document breaks a size, depth or count limit; the message says which."""
 
 
+def _int(text: str) -> int:
+    # int() of a long digit string is quadratic (and limited only since Python 3.11): no field needs
+    # more than 19 digits.
+    if len(text) > 20:
+        raise JSONLimitError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
 def loads(data: bytes, *, max_bytes: int, max_depth: int = 32, max_tokens: int = 1_000_000) -> Any:
     """Parse ``data``; raises JSONLimitError past a limit, ValueError when it is not JSON."""
     if len(data) > max_bytes:
@@ -25,7 +33,7 @@ def loads(data: bytes, *, max_bytes: int, max_depth: int = 32, max_tokens: int =
     if tokens > max_tokens:
         raise JSONLimitError(f"over {max_tokens} values")
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, parse_int=_int)
     except RecursionError:
         raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
     except UnicodeDecodeError as exc:

@@ -298,6 +298,21 @@ def _split_part_with(name: str) -> Callable[[list[Path], Path], list[Path]]:
 BASE_REF: list[Base] = []  # the base, for crafts that need more than the Edit they are given
 
 
+def _size_lie(e: Edit) -> None:
+    """The manifest and the layout index agree on a wrong size for the image's manifest."""
+    image = e.image(0)
+    image["size"] += 1
+    index = json.loads(e.data("oci/index.json"))
+    for m in index["manifests"]:
+        if m["digest"] == image["digest"]:
+            m["size"] = image["size"]
+    e.set("oci/index.json", json.dumps(index).encode())
+
+
+def _long_int(e: Edit) -> None:
+    e.raw_manifest = e.manifest_bytes().replace(b'"count": ', b'"count": ' + b"9" * 100_000, 1)
+
+
 def _images_object(e: Edit) -> None:
     e.doc["images"] = {"app": e.image(0)}
 
@@ -317,6 +332,9 @@ CASES = [
     Case("size-string", edit(_set("images[0].size", "506")), "images[0].size must be an integer"),
     Case("size-bool", edit(_set("images[0].size", True)), "images[0].size must be an integer"),
     Case("size-negative", edit(_set("blobs.count", -1)), "blobs.count is -1"),
+    Case("values-not-string", edit(_set("images[0].values", 5)), "images[0].values must be a string"),
+    Case("integer-100k-digits", edit(_long_int), "an integer of 1000"),
+    Case("root-size-lie", edit(_size_lie), "the bundle manifest says", ("key", "verify")),
     Case("format-version-string", edit(_set("formatVersion", "1")), "formatVersion must be an integer"),
     Case("format-version-2", edit(_set("formatVersion", 2)), "format version 2 is not supported"),
     Case("missing-images", edit(lambda e: e.doc.pop("images")), "images is missing"),

@@ -1,8 +1,11 @@
 """Reads a bundle in place: members are byte ranges of the tar, streamed without unpacking.
 
-Opening a bundle checks its structure (first member, every member complete, every manifest and blob
-that an image needs present with the right size); :meth:`BundleReader.verify_files` and the copy
-engine's verify-first pass check content digests.
+A bundle is hostile until proved otherwise. Opening one reads its first member under a size cap,
+checks the signature over those bytes (with a key), parses the manifest within limits and checks
+every field (airgap.bundle.schema), and only then lists the tar, holding every member to the
+format's rules (regular files, defined names, each once, a layout index that agrees with the
+manifest). :meth:`BundleReader.check_complete`, :meth:`BundleReader.verify_files` and the copy
+engine's verify-first pass check presence and content digests.
 """
 
 from __future__ import annotations
@@ -489,6 +492,10 @@ class BundleReader:
         """The image's root manifest/index and its children, each checked against its digest."""
         store = self.store()
         root = store.fetch_manifest(image.digest)
+        if len(root.data) != image.size or root.media_type != image.media_type:
+            raise BundleError(f"{self.display}: image {image.name}:{image.tag}: manifest {root.digest.short} is "
+                              f"{len(root.data)} bytes of {root.media_type}, the bundle manifest says {image.size} "
+                              f"bytes of {image.media_type}")
         out: list[Manifest] = [root]
         if isinstance(root, ImageIndex):
             for child in root.manifests:
