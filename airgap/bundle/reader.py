@@ -22,7 +22,7 @@ from typing import BinaryIO, Callable
 
 from airgap import safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
-from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES
+from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
 from airgap.bundle.writer import BLOCK, RECORD
 from airgap.errors import BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, parse_manifest
@@ -398,7 +398,7 @@ class BundleReader:
             raise BundleError(f"{where}: member {layout_name} is not {{\"imageLayoutVersion\": \"1.0.0\"}}")
         try:
             index = safejson.loads(self.read_member(index_name, MAX_LAYOUT_INDEX), max_bytes=MAX_LAYOUT_INDEX,
-                                   max_depth=8, max_tokens=200_000)
+                                   max_depth=8, max_tokens=MAX_VALUES)
         except ValueError as exc:
             raise BundleError(f"{where}: member {index_name} is not a readable image index ({exc})") from None
         entries = index.get("manifests") if isinstance(index, dict) else None
@@ -411,7 +411,8 @@ class BundleReader:
                 expected[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
         found: dict[str, tuple[str, int]] = {}
         for n, e in enumerate(entries):
-            ref = e.get("annotations", {}).get(REF_NAME) if isinstance(e, dict) else None
+            annotations = e.get("annotations") if isinstance(e, dict) else None
+            ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
             ref = ref if isinstance(ref, str) else None
             if ref is None or ref in found:
                 raise BundleError(f"{where}: member {index_name}: manifests[{n}] has " +

@@ -178,7 +178,9 @@ def _image(d: _Doc, value: Any, path: str) -> dict:
 def _signature(d: _Doc, value: Any, path: str) -> dict:
     s = d.obj(value, path)
     digest = lambda v, p: d.str(v, p, names.digest_problem, 140)  # noqa: E731
-    return {"signed": d.field(s, "signed", path, digest), "digest": d.field(s, "digest", path, digest),
+    # Unknown keys a newer writer adds pass through when they are plain scalars (short strings).
+    extra = {k: v for k, v in s.items() if isinstance(v, (bool, int)) or (isinstance(v, str) and len(v) <= MAX_TEXT)}
+    return {**extra, "signed": d.field(s, "signed", path, digest), "digest": d.field(s, "digest", path, digest),
             "size": d.field(s, "size", path, lambda v, p: d.int(v, p, 1, MAX_ROOT_MANIFEST))}
 
 
