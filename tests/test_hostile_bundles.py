@@ -422,6 +422,8 @@ CASES = [
          ("key", "verify")),
     Case("zstd-bomb-unsigned", lambda e, out: (e.remove(SIGNATURE), _zstd(e, out, bomb=1 << 30))[1],
          "decompresses to more than", ("skip",)),
+    Case("zstd-declares-a-petabyte", lambda e, out: (e.remove(SIGNATURE), _set("blobs.bytes", 1 << 50)(e),
+                                                     _zstd(e, out, bomb=1 << 30))[2], "free", ("skip",)),
     Case("zstd-tampered-head", lambda e, out: (_tampered(e), _zstd(e, out, bomb=1 << 30))[1],
          "signature does not verify"),
     Case("zstd-garbage", lambda e, out: _zstd(e, out, garbage=True), "b.tar.zst: "),

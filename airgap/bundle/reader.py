@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,12 +226,17 @@ def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=N
         raise BundleError(f"{path}: a part of a split bundle is never compressed; give the first part")
     manifest = parse_head(head, str(path), key)
     directory = Path(scratch) if scratch else path.parent
+    cap = declared_size(manifest, head)
+    free = shutil.disk_usage(directory).free
+    if cap > free:  # checked before writing a byte; under --insecure-skip-verify the declaration is anyone's
+        raise BundleError(f"{path}: its manifest declares up to {cap} bytes uncompressed, {directory} has {free} "
+                          "free; give --scratch-dir on a larger file system")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tar", dir=directory)
     try:
         if progress:
             progress.note(f"decompressing {path.name} into {directory} (zstd bundles need that scratch space)")
         with os.fdopen(fd, "wb") as dst:
-            _decompress_capped(path, dst, declared_size(manifest, head), str(path))
+            _decompress_capped(path, dst, cap, str(path))
         yield BundleReader(Path(tmp), display=path, key=key)
     finally:
         Path(tmp).unlink(missing_ok=True)
