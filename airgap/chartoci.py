@@ -9,13 +9,17 @@ So ``helm pull oci://REG/PREFIX/charts/<name> --version <version>`` works on the
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
+import zlib
 from dataclasses import dataclass
 
 import yaml
 
+from airgap import safeyaml
+from airgap.chartpkg import _NAME_RE, _VERSION_RE
 from airgap.errors import BundleError
 from airgap.model import Descriptor
 from airgap.model.digest import sha256_digest
@@ -36,20 +40,84 @@ class ChartArtifact:
     store: MemoryStore
 
 
-def chart_metadata(tgz: bytes, where: str) -> dict:
+MAX_CHART_UNPACKED = 256 << 20  # a chart's files, uncompressed: templates and values, a few MiB at most
+MAX_CHART_MEMBERS = 10_000
+MAX_CHART_YAML = 1 << 20
+
+
+def chart_name_problem(name: str) -> str | None:
+    return None if _NAME_RE.match(name) and len(name) <= 128 else "is not a valid Helm chart name"
+
+
+def chart_version_problem(version: str) -> str | None:
+    return None if _VERSION_RE.match(version) and len(version) <= 128 else "is not a SemVer chart version"
+
+
+class _Capped(io.RawIOBase):
+    """A read-only stream that refuses to produce more than ``limit`` bytes (gzip bombs)."""
+
+    def __init__(self, inner: io.BufferedIOBase, limit: int, where: str):
+        self.inner, self.left, self.where = inner, limit, where
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.inner.read(min(len(buffer), self.left + 1))
+        if len(data) > self.left:
+            raise BundleError(f"{self.where}: the chart unpacks to more than {MAX_CHART_UNPACKED} bytes; refused")
+        self.left -= len(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def chart_metadata(tgz: bytes, where: str, listed=None) -> dict:
+    """Chart.yaml of a packaged chart, after checking every member of the archive: regular files and
+    directories only, all under one ``<name>/`` directory, no absolute or ``..`` paths, no links.
+    With ``listed`` (the chart's entry in a bundle manifest), name and version must match it."""
+    doc = None
+    top = None
     try:
-        with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tf:
-            member = next((m for m in tf.getmembers() if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")),
-                          None)
-            if member is None:
-                raise BundleError(f"{where}: no <name>/Chart.yaml inside the chart")
-            fh = tf.extractfile(member)
-            assert fh is not None
-            doc = yaml.safe_load(fh.read())
-    except (tarfile.TarError, OSError, yaml.YAMLError) as exc:
+        with gzip.GzipFile(fileobj=io.BytesIO(tgz)) as gz, \
+                tarfile.open(fileobj=io.BufferedReader(_Capped(gz, MAX_CHART_UNPACKED, where)), mode="r|") as tf:
+            for n, member in enumerate(tf):
+                tf.members.clear()
+                name = member.name
+                if n >= MAX_CHART_MEMBERS:
+                    raise BundleError(f"{where}: the chart holds more than {MAX_CHART_MEMBERS} files; refused")
+                parts = name.split("/")
+                if name.startswith("/") or any(p in ("..", "") for p in parts) or "\\" in name:
+                    raise BundleError(f"{where}: chart member {name!r} is an absolute or .. path; refused")
+                if not (member.isreg() or member.isdir()) or member.type == tarfile.GNUTYPE_SPARSE:
+                    raise BundleError(f"{where}: chart member {name!r} is a link or special file; refused")
+                if top is None:
+                    top = parts[0]
+                if parts[0] != top:
+                    raise BundleError(f"{where}: chart member {name!r} is outside the chart's directory {top}/")
+                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isreg():
+                    if member.size > MAX_CHART_YAML:
+                        raise BundleError(f"{where}: {name} is {member.size} bytes; refused")
+                    fh = tf.extractfile(member)
+                    assert fh is not None
+                    doc = safeyaml.load(fh.read(), max_bytes=MAX_CHART_YAML)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"{where}: unreadable chart ({exc})") from None
-    if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{where}: Chart.yaml: {safeyaml.describe(exc)}") from None
+    if doc is None:
+        raise BundleError(f"{where}: no <name>/Chart.yaml inside the chart")
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or doc.get("version") is None:
         raise BundleError(f"{where}: Chart.yaml needs name and version")
+    name, version = doc["name"], str(doc["version"])
+    for what, value, problem in (("name", name, chart_name_problem(name)),
+                                 ("version", version, chart_version_problem(version))):
+        if problem:
+            raise BundleError(f"{where}: Chart.yaml {what} {value[:80]!r} {problem}")
+    if top != name:
+        raise BundleError(f"{where}: chart {name} is packed under {top}/, not {name}/")
+    if listed is not None and (listed.name, listed.version) != (name, version):
+        raise BundleError(f"{where}: Chart.yaml says {name} {version}, the bundle manifest says "
+                          f"{listed.name} {listed.version}")
     return doc
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from airgap import safeyaml
 from airgap.errors import InputError
 
 
@@ -32,11 +33,11 @@ class PackagedChart:
 
 def _chart_meta(chart_yaml: Path) -> tuple[str, str]:
     try:
-        doc = yaml.safe_load(chart_yaml.read_text())
+        doc = safeyaml.load(chart_yaml.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{chart_yaml.parent}: not a Helm chart (no Chart.yaml)") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{chart_yaml}: invalid YAML ({exc})") from None
+        raise InputError(f"{chart_yaml}: invalid YAML ({safeyaml.describe(exc)})") from None
     if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
         raise InputError(f"{chart_yaml}: needs name: and version:")
     return _checked(str(doc["name"]), str(doc["version"]), chart_yaml)
@@ -74,8 +75,10 @@ def package_chart(path: Path, mtime: int) -> PackagedChart:
                     raise InputError(f"{path}: not a packaged Helm chart (no <name>/Chart.yaml inside)")
                 fh = tf.extractfile(chart_yaml)
                 assert fh is not None
-                doc = yaml.safe_load(fh.read())
-        except (tarfile.TarError, EOFError, OSError, yaml.YAMLError) as exc:
+                doc = safeyaml.load(fh.read())
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: its Chart.yaml is invalid YAML ({safeyaml.describe(exc)})") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
             raise InputError(f"{path}: not a readable packaged Helm chart ({exc})") from None
         if not isinstance(doc, dict) or not doc.get("name") or not doc.get("version"):
             raise InputError(f"{path}: its Chart.yaml needs name: and version:")

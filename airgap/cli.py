@@ -421,7 +421,7 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
     key = load_public_key(key_path)
     progress = make_progress(obj["quiet"])
     try:
-        with open_bundle(list(bundle_paths), scratch_dir, progress) as reader:
+        with open_bundle(list(bundle_paths), scratch_dir, progress, key=key) as reader:
             report = verify_signatures(reader, key)
             verify_content(reader, report, progress)
     finally:

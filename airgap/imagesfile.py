@@ -13,13 +13,16 @@ from typing import Any
 
 import yaml
 
+from airgap import safeyaml
 from airgap.errors import InputError
 from airgap.model import Platform, Reference
 from airgap.model.reference import valid_repository, valid_tag
+from airgap.names import repository_problem
 
 _FENCE_OPEN = re.compile(r"^(```+|~~~+)\s*yaml\s+airgap\s*$")
 _VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
+MAX_IMAGES_MD = 8 << 20  # prose included; the YAML block itself is capped lower (airgap.safeyaml)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def _line(node: yaml.Node, offset: int) -> int:
 def load(path: Path) -> ImagesFile:
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_IMAGES_MD:
+            raise InputError(f"{path}: {path.stat().st_size} bytes, over the {MAX_IMAGES_MD}-byte limit for IMAGES.md")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
@@ -115,7 +120,7 @@ def load(path: Path) -> ImagesFile:
 
 def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
     try:
-        root = yaml.compose(block)
+        root = safeyaml.compose(block)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f"{path}:{mark.line + offset + 1}" if mark else str(path)
@@ -215,6 +220,8 @@ def _platforms(node: yaml.Node, where: Any) -> tuple[Platform, ...]:
         raise InputError(f"{where(node)}: platforms: must be a list like [linux/amd64, linux/arm64]")
     out = []
     for item in node.value:
+        if not isinstance(item, yaml.ScalarNode):
+            raise InputError(f"{where(item)}: platforms: entries are OS/ARCH words, like linux/amd64")
         try:
             out.append(Platform.parse(str(item.value)))
         except InputError as exc:
@@ -236,6 +243,8 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     if not valid_repository(name):
         raise InputError(f"{path}:{line}: image name {name!r} is not a valid repository name "
                          "(lower-case letters, digits, . _ - and /)")
+    if repository_problem(name):  # the rules a bundle's names are held to, too (airgap.names)
+        raise InputError(f"{path}:{line}: image name {name!r} {repository_problem(name)}")
     label = f"{path}:{line}: image {name}"
     source = fields.get("source", (None, None))[0]
     build_node = fields.get("build", (None, None))[0]

@@ -79,7 +79,7 @@ def load_bundle(bundle: Path | list[Path], options: LoadOptions, progress: Progr
     if options.key is None and not options.insecure_skip_verify:
         raise InputError("airgap load needs --key cosign.pub to verify the bundle's signatures "
                          "(or --insecure-skip-verify to load an unverified bundle)")
-    with open_bundle(bundle, options.scratch, progress) as reader:
+    with open_bundle(bundle, options.scratch, progress, key=options.key) as reader:
         return _load(reader, Path(reader.display), options, progress)
 
 

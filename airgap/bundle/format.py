@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airgap.errors import BundleError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "airgap-bundle.json"
@@ -86,25 +85,12 @@ class BundleManifest:
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> "BundleManifest":
-        try:
-            doc = json.loads(data)
-            if doc.get("kind") != "AirgapBundle":
-                raise BundleError(f"{where}: not an airgap bundle (first member is not an airgap manifest)")
-            version = int(doc.get("formatVersion", 0))
-            if version != FORMAT_VERSION:
-                raise BundleError(f"{where}: bundle format version {version} is not supported by this airgap "
-                                  f"(supports {FORMAT_VERSION}); use the airgap release that wrote it")
-            images = [BundleImage(**_snake(i)) for i in doc["images"]]
-            files = [BundleFile(**f) for f in doc.get("files", [])]
-            return cls(release=str(doc["release"]), created=str(doc["created"]), images=images, files=files,
-                       blob_count=int(doc["blobs"]["count"]), blob_bytes=int(doc["blobs"]["bytes"]),
-                       tool=str(doc.get("tool", "")), format_version=version, signer=str(doc.get("signer", "")),
-                       referenced=list(doc.get("referenced") or []), base=doc.get("base"),
-                       parts=list(doc.get("parts") or []))
-        except BundleError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{where}: bundle manifest is malformed ({exc.__class__.__name__}: {exc})") from None
+        """Parse and validate (airgap.bundle.schema): limits first, then every field's type and rules."""
+        from airgap.bundle.schema import check_manifest, load_document
+        fields = check_manifest(load_document(data, where), where, FORMAT_VERSION)
+        images = [BundleImage(**i) for i in fields.pop("images")]
+        files = [BundleFile(**f) for f in fields.pop("files")]
+        return cls(images=images, files=files, **fields)
 
     @property
     def chart(self) -> BundleFile | None:
@@ -116,15 +102,8 @@ class BundleManifest:
 
 
 _TO_CAMEL = {"media_type": "mediaType", "blob_bytes": "blobBytes"}
-_TO_SNAKE = {v: k for k, v in _TO_CAMEL.items()}
 
 
 def _camel(d: dict[str, Any]) -> dict[str, Any]:
     return {_TO_CAMEL.get(k, k): v for k, v in d.items()}
 
-
-def _snake(d: dict[str, Any]) -> dict[str, Any]:
-    known = {"name", "source", "tag", "digest", "media_type", "size", "platforms", "values", "blob_bytes",
-             "identity", "signatures", "upstream"}
-    out = {_TO_SNAKE.get(k, k): v for k, v in d.items()}
-    return {k: v for k, v in out.items() if k in known}

@@ -60,8 +60,8 @@ class Descriptor:
                 annotations=dict(data.get("annotations") or {}),
                 raw=dict(data),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{where}: malformed descriptor {data!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where}: malformed descriptor {str(data)[:200]}") from exc
 
     def to_json(self) -> dict[str, Any]:
         if self.raw:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from airgap import safejson
 from airgap.errors import InputError
 from airgap.model.descriptor import Descriptor, Platform
 from airgap.model.digest import Digest, sha256_digest
@@ -17,6 +18,7 @@ from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
 
 # Distribution, Harbor, ECR and Nexus all refuse manifests over 4 MiB; reading more is never needed.
 MAX_MANIFEST_BYTES = 4 << 20
+MAX_DEPTH = 32  # descriptors nest three deep; annotations and unknown fields get room
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,12 @@ def parse_manifest(data: bytes, media_type: str | None = None, where: str = "man
     if len(data) > MAX_MANIFEST_BYTES:
         raise InputError(f"{where}: manifest is {len(data)} bytes, over the 4 MiB limit registries enforce")
     try:
-        doc: dict[str, Any] = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Bounded before parsing: a manifest read from a bundle is trusted only once its digest
+        # matches, and that needs the parse (airgap.safejson).
+        doc: dict[str, Any] = safejson.loads(data, max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_DEPTH)
+    except safejson.JSONLimitError as exc:
+        raise InputError(f"{where}: manifest refused: {exc}") from None
+    except ValueError as exc:
         raise InputError(f"{where}: manifest is not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
         raise InputError(f"{where}: manifest is not a JSON object")
@@ -70,15 +76,22 @@ def parse_manifest(data: bytes, media_type: str | None = None, where: str = "man
         mt = MediaType.OCI_INDEX if "manifests" in doc else MediaType.OCI_MANIFEST
     digest = sha256_digest(data)
     if mt in INDEX_TYPES:
-        children = tuple(Descriptor.from_json(d, where) for d in doc.get("manifests") or [])
+        children = tuple(Descriptor.from_json(d, where) for d in _list(doc, "manifests", where))
         return ImageIndex(mt, data, digest, children)
     if mt in MANIFEST_TYPES:
         if "config" not in doc:
             raise InputError(f"{where}: image manifest has no config")
-        layers = tuple(Descriptor.from_json(d, where) for d in doc.get("layers") or [])
+        layers = tuple(Descriptor.from_json(d, where) for d in _list(doc, "layers", where))
         subject = Descriptor.from_json(doc["subject"], where) if doc.get("subject") else None
         return ImageManifest(mt, data, digest, Descriptor.from_json(doc["config"], where), layers, subject)
     raise InputError(f"{where}: unsupported manifest media type {mt!r} (Docker schema 1 is not supported)")
+
+
+def _list(doc: dict[str, Any], key: str, where: str) -> list:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise InputError(f"{where}: {key} must be a list")
+    return value
 
 
 def build_index(children: list[Descriptor], media_type: str = MediaType.OCI_INDEX,

@@ -245,6 +245,10 @@ class RegistryClient:
     def repo_path(self, repository: str) -> str:
         """The URL path of a repository's API: ``/v2/<repository>``, or Nexus's per-repository
         endpoint ``/repository/<hosted>/v2/<rest>`` when the client was given that ``api_root``."""
+        from airgap.model.reference import valid_repository
+        if not valid_repository(repository):  # last line of defence; callers validate first (airgap.names)
+            raise InputError(f"refusing to build a registry URL from repository {repository[:100]!r}: "
+                             "not a valid repository name")
         if self.api_root:
             hosted = self.api_root.rsplit("/", 1)[-1]
             if repository.startswith(hosted + "/"):
