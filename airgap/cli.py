@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -204,9 +205,12 @@ def _target_options(f):
     f = click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Directory for the --emit files (default: current directory).")(f)
     f = click.option("--emit", default="", metavar="LIST",
-                     help="Also write, into --out-dir: values (values-airgap.yaml), containerd (certs.d/*/hosts.toml), "
-                          "registries-conf (CRI-O/podman registries.conf), kustomize (a Component with images:). "
-                          "Comma-separated.")(f)
+                     help="Also write, into --out-dir: values (values-airgap.yaml), containerd (certs.d/*/hosts.toml "
+                          "and ca.crt), registries-conf (CRI-O/podman registries.conf and containers-certs.d/), k3s "
+                          "(k3s/RKE2 registries.yaml), kustomize (a Component with images:). Comma-separated.")(f)
+    f = click.option("--naming", default="upstream", show_default=True, type=click.Choice(["upstream", "flat"]),
+                     help="Where images land: upstream keeps their upstream path (PREFIX/docker.io/library/redis), so "
+                          "node mirrors serve them by their upstream names; flat is PREFIX/<IMAGES.md name>.")(f)
     f = click.option("--no-chart-push", is_flag=True,
                      help="Do not push the bundled chart as an OCI artifact (PREFIX/charts/<name>:<version>).")(f)
     f = click.option("--mount/--no-mount", default=None,
@@ -228,7 +232,7 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]",
               help="Private registry and optional path prefix the images land under.")
-@click.option("--values-out", default="airgap-values.yaml", show_default=True,
+@click.option("--values-out", default="values-airgap.yaml", show_default=True,
               help="Helm values file to write ('-' for standard output).")
 @click.option("--crds-out", type=click.Path(file_okay=False, path_type=Path),
               help="Write the bundled CRD files into this directory.")
@@ -249,7 +253,7 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.pass_obj
 def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
          insecure_skip_verify, allow_downgrade, policy_dir, as_json, target_kind, create_namespaces, mount,
-         no_chart_push, emit, out_dir, **reg) -> None:
+         no_chart_push, emit, out_dir, naming, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.emit import parse_emit
     from airgap.loader import LoadOptions, load_bundle
@@ -262,14 +266,15 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
     if key and insecure_skip_verify:
         raise InputError("give either --key or --insecure-skip-verify, not both")
     if policy_dir is None:
-        policy_dir = Path.cwd() if to_stdout else Path(values_out).resolve().parent
+        # Next to the values file as typed, never next to where a symbolic link points (airgap/outputs.py).
+        policy_dir = Path.cwd() if to_stdout else Path(os.path.abspath(values_out)).parent
     opts = LoadOptions(key=key, insecure_skip_verify=insecure_skip_verify, allow_downgrade=allow_downgrade,
                        policy_dir=policy_dir, target=Target.parse(registry),
                        registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
                        create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
-                       emit=parse_emit(emit) if emit else (), out_dir=out_dir)
+                       emit=parse_emit(emit) if emit else (), out_dir=out_dir, naming=naming)
     progress = make_progress(obj["quiet"])
     try:
         result = load_bundle(list(bundle_paths), opts, progress)
