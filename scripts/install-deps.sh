@@ -18,6 +18,7 @@ command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)  # static /bin/busybox: the demo base image
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)  # node-config tests: ctr pull --hosts-dir
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   SUDO=""
