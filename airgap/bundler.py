@@ -36,7 +36,7 @@ from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryClient, RegistryOptions
 from airgap.sign.blob import sign_blob
-from airgap.sign.cosign import SignatureArtifact, sign_image
+from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
 from airgap.delta import Base
 
@@ -200,7 +200,7 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
     files: list[tuple[BundleFile, bytes]] = []
     chart_path = None if options.no_chart else (options.chart or (images.chart and images.base_dir / images.chart))
     if chart_path:
-        chart = package_chart(Path(chart_path), epoch)
+        chart = package_chart(Path(chart_path))
         member = f"chart/{chart.filename}"
         files.append((BundleFile(member, "chart", hashlib.sha256(chart.data).hexdigest(), len(chart.data),
                                  chart.name, chart.version), chart.data))
@@ -318,6 +318,10 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
     small: dict[Digest, bytes] = {}  # signature payloads and configs
     bundle_images: list[BundleImage] = []
     index_entries: list[dict] = []
+    from airgap.sign.store import SignatureStore
+    # Kept by digest and key next to the content store: the same image gets the same .sig bytes in
+    # every bundle, so immutable targets see a known tag, not a re-push (airgap/sign/store.py).
+    kept = SignatureStore(options.store.parent / "signatures")
     for (entry, job, tag), r in zip(plan, resolved):
         manifests[r.root.digest] = r.root.data
         for m in r.images:
@@ -330,7 +334,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
             # Like `cosign sign --recursive`: the index and every platform manifest.
             signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
             for digest in signed:
-                art: SignatureArtifact = sign_image(options.key, identity, digest)
+                art: SignatureArtifact = kept.sign(options.key, identity, digest)
                 manifests[art.manifest.digest] = art.manifest.data
                 small.update(art.blobs)
                 signatures.append({"signed": str(digest), "digest": str(art.manifest.digest),

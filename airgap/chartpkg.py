@@ -1,7 +1,10 @@
 """Packages a Helm chart directory into the .tgz `helm package` would make, without needing helm.
 
-Deterministic: sorted entries, fixed mtimes, gzip header without a timestamp, so the same chart gives
-the same sha256 in every bundle.
+Deterministic: sorted entries, one fixed mtime (not the bundle's time: a chart repackaged for the next
+release must keep its digest), owner 0/0, mode 0644, gzip header without a timestamp, so the same
+chart content and version give the same sha256 in every bundle. That matters on the isolated side:
+``charts/<name>:<version>`` is an immutable tag there, and the load refuses a changed chart under an
+unchanged version.
 """
 
 from __future__ import annotations
@@ -64,7 +67,11 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     return False
 
 
-def package_chart(path: Path, mtime: int) -> PackagedChart:
+#: 1980-01-01T00:00:00Z, the reproducible-builds convention (zip cannot go lower; tools treat 0 as unset).
+FIXED_MTIME = 315532800
+
+
+def package_chart(path: Path, mtime: int = FIXED_MTIME) -> PackagedChart:
     path = Path(path)
     if path.is_file() and path.name.endswith(".tgz"):
         try:
@@ -102,5 +109,7 @@ def package_chart(path: Path, mtime: int) -> PackagedChart:
             info.size = len(data)
             info.mtime = mtime
             info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
             tf.addfile(info, io.BytesIO(data))
     return PackagedChart(name, version, buf.getvalue())

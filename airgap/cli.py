@@ -205,7 +205,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
         progress.close()
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
-    else:
+    elif not obj["quiet"]:
         click.echo(f"{result.path}: {len(result.manifest.images)} images, {result.manifest.blob_count} blobs, "
                    f"{human_bytes(result.size)} in {result.seconds:.1f} s")
 
@@ -270,7 +270,7 @@ def build(obj, images_path, only, store, as_json, source, builder, build_args) -
     built = _run_build(obj, images, store or default_store(), source, builder, only, build_args)
     if as_json:
         click.echo(json.dumps([b.to_json() for b in built], indent=2))
-    for b in built:
+    for b in built if not obj["quiet"] else ():
         click.echo(f"{b.ref} {b.digest} ({b.builder}, {b.seconds:.1f} s)", err=as_json)
 
 
@@ -278,9 +278,12 @@ def _target_options(f):
     f = click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Directory for the --emit files (default: current directory).")(f)
     f = click.option("--emit", default="", metavar="LIST",
-                     help="Also write, into --out-dir: values (values-airgap.yaml), containerd (certs.d/*/hosts.toml), "
-                          "registries-conf (CRI-O/podman registries.conf), kustomize (a Component with images:). "
-                          "Comma-separated.")(f)
+                     help="Also write, into --out-dir: values (values-airgap.yaml), containerd (certs.d/*/hosts.toml "
+                          "and ca.crt), registries-conf (CRI-O/podman registries.conf and containers-certs.d/), k3s "
+                          "(k3s/RKE2 registries.yaml), kustomize (a Component with images:). Comma-separated.")(f)
+    f = click.option("--naming", default="upstream", show_default=True, type=click.Choice(["upstream", "flat"]),
+                     help="Where images land: upstream keeps their upstream path (PREFIX/docker.io/library/redis), so "
+                          "node mirrors serve them by their upstream names; flat is PREFIX/<IMAGES.md name>.")(f)
     f = click.option("--no-chart-push", is_flag=True,
                      help="Do not push the bundled chart as an OCI artifact (PREFIX/charts/<name>:<version>).")(f)
     f = click.option("--mount/--no-mount", default=None,
@@ -302,7 +305,7 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]",
               help="Private registry and optional path prefix the images land under.")
-@click.option("--values-out", default="airgap-values.yaml", show_default=True,
+@click.option("--values-out", default="values-airgap.yaml", show_default=True,
               help="Helm values file to write ('-' for standard output).")
 @click.option("--crds-out", type=click.Path(file_okay=False, path_type=Path),
               help="Write the bundled CRD files into this directory.")
@@ -323,7 +326,7 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.pass_obj
 def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
          insecure_skip_verify, allow_downgrade, policy_dir, as_json, target_kind, create_namespaces, mount,
-         no_chart_push, emit, out_dir, **reg) -> None:
+         no_chart_push, emit, out_dir, naming, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.emit import parse_emit
     from airgap.loader import LoadOptions, load_bundle
@@ -336,14 +339,15 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
     if key and insecure_skip_verify:
         raise InputError("give either --key or --insecure-skip-verify, not both")
     if policy_dir is None:
-        policy_dir = Path.cwd() if to_stdout else Path(values_out).resolve().parent
+        # Next to the values file as typed, never next to where a symbolic link points (airgap/outputs.py).
+        policy_dir = Path.cwd() if to_stdout else Path(os.path.abspath(values_out)).parent
     opts = LoadOptions(key=key, insecure_skip_verify=insecure_skip_verify, allow_downgrade=allow_downgrade,
                        policy_dir=policy_dir, target=Target.parse(registry),
                        registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=Target.parse(registry)),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
                        create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
-                       emit=parse_emit(emit) if emit else (), out_dir=out_dir)
+                       emit=parse_emit(emit) if emit else (), out_dir=out_dir, naming=naming)
     progress = make_progress(obj["quiet"])
     try:
         result = load_bundle(list(bundle_paths), opts, progress)
@@ -353,13 +357,15 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
+    if to_stdout or dry_run:
+        click.echo(result.values, nl=False)
+    if obj["quiet"]:
+        return  # -q: nothing but errors (and the data asked for on standard output)
     verb = "would upload" if dry_run else "uploaded"
     imgs = [i for i in r.images if i.kind == "image"]
     click.echo(f"{len(imgs)} images ({sum(1 for i in imgs if i.status == 'present')} already present): "
                f"{verb} {r.blobs_uploaded} blobs ({human_bytes(r.bytes_uploaded)}), mounted {r.blobs_mounted}, "
                f"skipped {r.blobs_present} present, in {result.seconds:.1f} s", err=True)
-    if to_stdout or dry_run:
-        click.echo(result.values, nl=False)
     for p in result.written:
         click.echo(f"wrote {p}", err=True)
     if result.chart and not dry_run:
@@ -381,10 +387,9 @@ def probe(registry, target_kind, as_json, **reg) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = _stdout_console(200)
     console.print(f"[bold]{result.registry}[/]: {result.kind} ({result.reason})")
     table = Table("capability", "target", "from", "what airgap does", box=None)
     for c in result.capabilities:
@@ -395,12 +400,14 @@ def probe(registry, target_kind, as_json, **reg) -> None:
 @cli.command()
 @click.option("--output-key-prefix", default="cosign", show_default=True,
               help="Writes PREFIX.key (encrypted, cosign format) and PREFIX.pub.")
-def keygen(output_key_prefix: str) -> None:
+@click.pass_obj
+def keygen(obj, output_key_prefix: str) -> None:
     """Generate a cosign-compatible key pair (password: COSIGN_PASSWORD or a prompt)."""
     from airgap.sign.keys import password_from_env_or_prompt, write_key_pair
 
     priv, pub = write_key_pair(Path(output_key_prefix), password_from_env_or_prompt(confirm=True))
-    click.echo(f"wrote {priv} (private, keep it on the connected side) and {pub} (public, carry it across)")
+    if not obj["quiet"]:
+        click.echo(f"wrote {priv} (private, keep it on the connected side) and {pub} (public, carry it across)")
 
 
 @cli.command()
@@ -429,6 +436,8 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return
+    if obj["quiet"]:
+        return
     click.echo(f"{report.bundle}: OK. Release {report.release}, signed by {report.signer}")
     for i in report.images:
         click.echo(f"  {i.name}:{i.tag} {i.digest[:19]} signed as {i.identity} ({i.signatures_verified} signatures)")
@@ -441,7 +450,8 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
 @click.option("--json", "as_json", is_flag=True, help="Print the bundle manifest as JSON.")
 @click.option("--manifest-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the bundle manifest (and its .sig) to this file: a base for a later delta.")
-def inspect(bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None:
+@click.pass_obj
+def inspect(obj, bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None:
     """Show what a bundle holds (reads only its manifest, the first member)."""
     from airgap.bundle.reader import read_head
 
@@ -451,15 +461,15 @@ def inspect(bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None
         if signature is not None:
             atomic_write(manifest_out.with_name(manifest_out.name + ".sig"), signature)
         atomic_write(manifest_out, data)
-        click.echo(f"wrote {manifest_out}" + (" and its .sig" if signature else ""), err=True)
+        if not obj["quiet"]:
+            click.echo(f"wrote {manifest_out}" + (" and its .sig" if signature else ""), err=True)
     if as_json:
         click.echo(data.decode().rstrip())
         return
-    from rich.console import Console
     from rich.table import Table
 
     # Piped output is for grep and logs: no wrapping or truncation at 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 240)
+    console = _stdout_console(240)
     console.print(f"[bold]{bundle_path}[/]: release {m.release}, created {m.created}, "
                   f"{m.blob_count} blobs, {human_bytes(m.blob_bytes)}")
     table = Table("image", "tag", "digest", "platforms", "size", "source", box=None)
@@ -503,8 +513,9 @@ def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
     written = write_inventory(inv, output, key)
     summary = {"registry": inv.registry, "repositories": len(inv.repositories), "blobs": len(inv.blobs),
                "files_written": [str(p) for p in written]}
-    click.echo(json.dumps(summary, indent=2) if as_json else
-               f"{output}: {len(inv.repositories)} repositories, {len(inv.blobs)} blobs and manifests")
+    if as_json or not obj["quiet"]:
+        click.echo(json.dumps(summary, indent=2) if as_json else
+                   f"{output}: {len(inv.repositories)} repositories, {len(inv.blobs)} blobs and manifests")
 
 
 @cli.command()
@@ -560,34 +571,75 @@ def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_fil
         progress.close()
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
-    else:
+    elif not obj["quiet"]:
         click.echo(f"{len([i for i in report.images if i.kind == 'image'])} images: copied {report.blobs_uploaded} "
                    f"blobs ({human_bytes(report.bytes_uploaded)}) in {report.seconds:.1f} s")
+
+
+def _stdout_console(piped_width: int):
+    """A rich Console on standard output; when piped, wide (for grep and logs), and a reader that
+    went away (``| head -1``) ends the command quietly with exit 0 (rich's own default is 1)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            _closed_stdout()
+
+    return _Console(width=None if sys.stdout.isatty() else piped_width)
+
+
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv[1:]
+
+
+def _fail(message: str, code: int) -> None:
+    """One line on standard error; with --json also {"error", "exit_code"} on standard output."""
+    click.echo(message, err=True)
+    if _wants_json(sys.argv):
+        try:
+            text = message
+            for prefix in ("airgap: error: ", "airgap: "):
+                if text.startswith(prefix):
+                    text = text[len(prefix):]
+                    break
+            click.echo(json.dumps({"error": text, "exit_code": code}))
+        except OSError:
+            pass
+    sys.exit(code)
+
+
+def _closed_stdout() -> None:
+    """The reader went away (``airgap inspect B | head -1``): that is how pipes end, not an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)
 
 
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("airgap: aborted", err=True)
-        sys.exit(130)
+        _fail("airgap: aborted", 130)
     except click.ClickException as exc:
+        if _wants_json(sys.argv):
+            _fail(f"airgap: error: {exc.format_message()}", exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except AirgapError as exc:
-        click.echo(f"airgap: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(f"airgap: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("airgap: interrupted; rerun the same command to resume", err=True)
-        sys.exit(130)
+        _fail("airgap: interrupted; rerun the same command to resume", 130)
+    except BrokenPipeError:
+        _closed_stdout()
     except OSError as exc:  # a path that cannot be read or written, a full disk: the user's to fix
         where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"airgap: error: {where}{exc.strerror or exc}", err=True)
-        sys.exit(1)
+        _fail(f"airgap: error: {where}{exc.strerror or exc}", 1)
     except Exception as exc:  # a bug: one line by default, the traceback with -v
         if "-v" in sys.argv or "--verbose" in sys.argv:
             raise
-        click.echo(f"airgap: internal error: {exc.__class__.__name__}: {exc} (rerun with -v for details)", err=True)
-        sys.exit(70)
+        _fail(f"airgap: internal error: {exc.__class__.__name__}: {exc} (rerun with -v for details)", 70)

@@ -2,7 +2,9 @@
 
 Nothing is pushed until the bundle has passed every check: its signature and every image signature
 (with ``key``), structure (no truncated member, every blob or part present), chart and CRD
-checksums, the release record (no downgrade), and the digest of every blob the target does not hold
+checksums, the values keys, every output path (airgap/outputs.py), the release record (no downgrade),
+what the target's tags already hold (signatures reused, a changed chart under the same version
+refused: airgap/targets/plan.py), push rights, and the digest of every blob the target does not hold
 yet. The target's kind (Harbor, ECR, Nexus, generic) decides provisioning and quirks
 (airgap/targets/).
 """
@@ -13,13 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.bundle.format import SIGNATURE_NAME
+from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.copy import CopyEngine, CopyJob, CopyReport, MissingBlobs
-from airgap.emit.policy import write_policies
+from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.emit.values import render_values
-from airgap.errors import AirgapError, InputError
-from airgap.fsutil import atomic_write
+from airgap.errors import AirgapError, InputError, RegistryError
+from airgap.outputs import OutputPlan, resolve_dir, resolve_file
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryOptions, Target
@@ -49,6 +51,7 @@ class LoadOptions:
     push_chart: bool = True      # the chart as an OCI artifact at PREFIX/charts/<name>:<version>
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
+    naming: str = DEFAULT_NAMING   # upstream | flat: where images land (airgap/emit/mapping.py)
 
 
 @dataclass
@@ -107,12 +110,16 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     created: list[str] = []
     chart_ref, chart_version = None, ""
     try:
+        # Everything that can fail without the registry fails here, before the first push: values keys,
+        # every output path (kind, links, writability, free space).
+        values = render_values(m, target, bundle.name, options.naming)
+        outputs = _plan_outputs(reader, m, target, options, values, bundle.name)
         record = read_record(client, target, options.key, progress)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         src = reader.store()
         jobs: list[CopyJob] = []
         for i in m.images:
-            dst = RegistryStore(client, target.repository(i.name), mount=opened.profile.mount)
+            dst = RegistryStore(client, repository_for(i, target, options.naming), mount=opened.profile.mount)
             jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag]))
             for s in i.signatures:
                 jobs.append(CopyJob(f"{i.name} signature", src, s["digest"], dst, [signature_tag(s["signed"])],
@@ -132,6 +139,10 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = provision(opened, repos, options.create_namespaces, progress)
+        from airgap.targets.plan import check_push_access, plan_tags
+        jobs = plan_tags(jobs, m, opened, options.key, progress)
+        if not options.dry_run and jobs:
+            check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
         try:
@@ -142,33 +153,73 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                           f"{base.get('source', '?')} (release {base.get('release', '?')}, "
                                           f"manifest {str(base.get('digest', '?'))[:19]}): load that first") from None
         if not options.dry_run and options.key is not None:
-            # Only a verified, signed bundle is recorded: the record is trusted for its signature.
+            # Only a verified, signed bundle is recorded: the record is trusted for its signature. A new
+            # tag per release, so it advances on immutable targets too; failing to write it fails the load.
             try:
                 write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, 4096),
                              record, m.created)
             except AirgapError as exc:
-                progress.note(f"warning: could not record release {m.release} in {target} for rollback "
-                              f"protection: {exc}")
+                raise RegistryError(f"images are loaded, but release {m.release} could not be recorded in {target} "
+                                f"for rollback protection: {exc}") from None
     finally:
         opened.close()
 
-    values = render_values(m, target, bundle.name)
     written: list[Path] = []
     if not options.dry_run:
-        if options.values_out:
-            atomic_write(options.values_out, values.encode())
-            written.append(options.values_out)
-        if options.key is not None and options.policy_dir is not None:
-            written += write_policies(options.policy_dir, m, target, options.key)
-        if options.crds_out:
-            for f in m.crds:
-                written.append(reader.extract_file(f, options.crds_out / Path(f.path).name))
-        if options.chart_out and m.chart:
-            written.append(reader.extract_file(m.chart, options.chart_out / Path(m.chart.path).name))
-        if options.emit:
-            from airgap.emit import render_all, write_all
-            files = render_all(options.emit, m, target, bundle.name, insecure=options.registry.insecure,
-                               ca_file=str(options.registry.ca_file) if options.registry.ca_file else None)
-            written += write_all(options.out_dir or Path("."), files)
+        written = outputs.write_all(reader)
     return LoadResult(report, values, written, time.monotonic() - t0, verified_by, opened.kind,
                       opened.detection.reason, created, chart_ref, chart_version)
+
+
+@dataclass
+class _Outputs:
+    plan: OutputPlan
+    data: list[tuple[Path, str, bytes]] = field(default_factory=list)
+    members: list[tuple[Path, str, BundleFile]] = field(default_factory=list)
+
+    def write_all(self, reader: BundleReader) -> list[Path]:
+        written = [self.plan.write(d, rel, data) for d, rel, data in self.data]
+        for d, rel, f in self.members:
+            written.append(reader.extract_file(f, self.plan.checked_path(d, rel)))
+        return written
+
+
+def _plan_outputs(reader: BundleReader, m: BundleManifest, target: Target, options: LoadOptions,
+                  values: str, bundle_name: str) -> _Outputs:
+    """Resolve and check every output path once, with its content rendered, before anything is pushed."""
+    out = _Outputs(OutputPlan())
+    plan = out.plan
+
+    def add(directory: Path, rel: str, data: bytes, what: str) -> None:
+        plan.add(directory, rel, len(data), what)
+        out.data.append((directory, rel, data))
+
+    if options.values_out:
+        directory, name = resolve_file(options.values_out, "--values-out")
+        add(directory, name, values.encode(), "--values-out")
+    if options.key is not None and options.policy_dir is not None:
+        from airgap.emit.policy import render_policies
+        directory = resolve_dir(options.policy_dir, "--policy-dir")
+        for rel, data in render_policies(m, target, options.key, options.naming).items():
+            add(directory, rel, data, "--policy-dir")
+    if options.crds_out:
+        directory = resolve_dir(options.crds_out, "--crds-out")
+        for f in m.crds:
+            name = Path(f.path).name
+            plan.add(directory, name, f.size, "--crds-out")
+            out.members.append((directory, name, f))
+    if options.chart_out and m.chart:
+        directory = resolve_dir(options.chart_out, "--chart-out")
+        name = Path(m.chart.path).name
+        plan.add(directory, name, m.chart.size, "--chart-out")
+        out.members.append((directory, name, m.chart))
+    if options.emit:
+        from airgap.emit import render_all
+        directory = resolve_dir(options.out_dir or Path("."), "--out-dir")
+        files = render_all(options.emit, m, target, bundle_name, insecure=options.registry.insecure,
+                           ca_file=options.registry.ca_file, naming=options.naming)
+        for rel, data in files.items():
+            add(directory, rel, data if isinstance(data, bytes) else data.encode(), "--out-dir")
+    if not options.dry_run:
+        plan.check()
+    return out

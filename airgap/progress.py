@@ -86,6 +86,7 @@ class RichProgress(Progress):
                              transient=False)
         self.bars.start()
         self._task: TaskID | None = None
+        self._total = 0
         self._images: TaskID | None = None
 
     def images(self, total: int) -> None:
@@ -99,8 +100,11 @@ class RichProgress(Progress):
 
     def phase(self, label: str, total_bytes: int) -> None:
         if self._task is not None:
-            self.bars.update(self._task, completed=self.bars.tasks[-1].total or 0)
-        self._task = self.bars.add_task(label, total=total_bytes or 1)
+            # A new phase means the last one finished: its bar ends full, at its own total (not the
+            # total of whichever task was added last, such as the images count).
+            self.bars.update(self._task, completed=self._total)
+        self._total = total_bytes or 1
+        self._task = self.bars.add_task(label, total=self._total)
         if not total_bytes:
             self.bars.update(self._task, completed=1)
 

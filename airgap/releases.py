@@ -1,18 +1,23 @@
-"""Rollback protection: the target registry remembers the newest bundle loaded into it.
+"""Rollback protection: the target registry remembers every bundle loaded into it.
 
-The record is an OCI artifact at ``PREFIX/airgap-releases:loaded`` holding the signed bundle manifest
-and its signature, so it cannot be forged without the signing key. ``airgap load`` refuses a bundle
-created before the recorded one unless the user passes ``--allow-downgrade``.
+Each verified load records its signed bundle manifest and signature as an OCI artifact tagged
+``PREFIX/airgap-releases:r<created>-<manifest digest>``: a new tag per release, so the record advances on
+registries whose tags are immutable (Harbor tag immutability rules, ECR IMMUTABLE, Nexus ALLOW_ONCE),
+where a moving ``:loaded`` tag could not. The newest record is the trusted one (its signature verifies
+with the load's key) with the latest ``created``; records that do not verify are ignored, so pushing
+forged tags cannot hide a real one. ``airgap load`` refuses a bundle created before it unless the user
+passes ``--allow-downgrade``. Records written by older releases of airgap under ``:loaded`` are still read.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyEngine, CopyJob
-from airgap.errors import AirgapError, BundleError, NotFound
+from airgap.errors import AirgapError, BundleError, NotFound, RegistryError
 from airgap.model import Descriptor, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
@@ -25,7 +30,9 @@ from airgap.sign.blob import verify_blob
 from airgap.sign.keys import PublicKey
 
 RECORD_REPOSITORY = "airgap-releases"
-RECORD_TAG = "loaded"
+RECORD_TAG = "loaded"         # the moving tag older airgap releases wrote: read, never written
+RECORD_TAG_RE = re.compile(r"^r[0-9A-Za-z]{1,40}-[0-9a-f]{16}$")
+MAX_RECORDS = 1000
 ARTIFACT_TYPE = "application/vnd.airgap.load-record.v1"
 MANIFEST_MEDIA = "application/vnd.airgap.bundle.manifest.v1+json"
 SIGNATURE_MEDIA = "application/vnd.airgap.bundle.signature.v1"
@@ -48,13 +55,50 @@ def _store(client: RegistryClient, target: Target) -> RegistryStore:
     return RegistryStore(client, target.repository(RECORD_REPOSITORY))
 
 
+def record_tag(created: str, manifest_digest: str) -> str:
+    """Sorts by creation time as text: ``created`` is ISO 8601 UTC (``2026-12-01T19:46:53Z``)."""
+    stamp = re.sub(r"[^0-9A-Za-z]", "", created)[:40] or "0"
+    return f"r{stamp}-{manifest_digest.split(':')[-1][:16]}"
+
+
+def _record_tags(client: RegistryClient, target: Target) -> list[str]:
+    from airgap.inventory import _paged
+    repo = target.repository(RECORD_REPOSITORY)
+    try:
+        tags = _paged(client, f"{client.repo_path(repo)}/tags/list", "tags", f"repository:{repo}:pull")
+    except NotFound:
+        return []
+    except RegistryError:
+        # Listing may be refused where reading is not (some proxies): fall back to the legacy tag only.
+        return [RECORD_TAG]
+    named = sorted((t for t in tags if isinstance(t, str) and RECORD_TAG_RE.match(t)), reverse=True)
+    return named[:MAX_RECORDS] + ([RECORD_TAG] if RECORD_TAG in tags else [])
+
+
 def read_record(client: RegistryClient, target: Target, key: PublicKey | None,
                 progress: Progress) -> LoadRecord | None:
+    """The newest trusted record, or None."""
     if key is None:
         return None  # an unverifiable record proves nothing (the load already warned: no verification)
     store = _store(client, target)
+    best: LoadRecord | None = None
+    ignored = 0
+    for tag in _record_tags(client, target):
+        if best is not None and tag != RECORD_TAG:
+            continue  # tags sort by creation time: the first trusted one is the newest
+        rec = _read_one(store, tag, key)
+        if rec is None:
+            ignored += 1
+        elif best is None or rec.created > best.created:
+            best = rec
+    if ignored:
+        progress.note(f"warning: {ignored} release record(s) in {target} are not signed by this key; ignored")
+    return best
+
+
+def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | None:
     try:
-        manifest = store.fetch_manifest(RECORD_TAG)
+        manifest = store.fetch_manifest(tag)
     except NotFound:
         return None
     if not isinstance(manifest, ImageManifest):
@@ -68,20 +112,19 @@ def read_record(client: RegistryClient, target: Target, key: PublicKey | None,
         return data if sha256_digest(data) == desc.digest else None
 
     data, sig = blob(MANIFEST_MEDIA), blob(SIGNATURE_MEDIA)
-    if data is None:
+    if data is None or sig is None:
         return None
-    trusted = False
-    if sig is not None:
-        try:
-            verify_blob(key, data, sig, "release record")
-            trusted = True
-        except AirgapError:
-            trusted = False
-    if not trusted:
-        progress.note(f"warning: the release record in {target} is not signed by this key; it is ignored")
+    try:
+        verify_blob(key, data, sig, "release record")
+    except AirgapError:
         return None
-    doc = json.loads(data)
-    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)), trusted)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)), True)
 
 
 def check_downgrade(record: LoadRecord | None, manifest: BundleManifest, target: Target,
@@ -97,7 +140,10 @@ def check_downgrade(record: LoadRecord | None, manifest: BundleManifest, target:
 
 def write_record(client: RegistryClient, target: Target, manifest_bytes: bytes, signature: bytes | None,
                  record: LoadRecord | None, created: str) -> bool:
-    """Record this bundle unless a newer one is recorded already (an allowed downgrade keeps it)."""
+    """Record this bundle unless a newer one is recorded already (an allowed downgrade keeps it).
+
+    Raises when the record cannot be written: a load whose rollback protection silently stopped
+    working is not a success."""
     if record is not None and record.created > created:
         return False
     mem = MemoryStore("release record")
@@ -108,6 +154,7 @@ def write_record(client: RegistryClient, target: Target, manifest_bytes: bytes, 
            "config": {"mediaType": MediaType.OCI_EMPTY, "digest": str(sha256_digest(EMPTY)), "size": 2},
            "layers": [Descriptor(media, sha256_digest(data), len(data)).to_json() for data, media in layers]}
     manifest = parse_manifest(json.dumps(doc, separators=(",", ":")).encode(), MediaType.OCI_MANIFEST)
-    mem.add_manifest(manifest, RECORD_TAG)
-    CopyEngine(concurrency=2).copy([CopyJob("release record", mem, RECORD_TAG, _store(client, target), [RECORD_TAG])])
+    tag = record_tag(created, str(sha256_digest(manifest_bytes)))
+    mem.add_manifest(manifest, tag)
+    CopyEngine(concurrency=2).copy([CopyJob("release record", mem, tag, _store(client, target), [tag])])
     return True

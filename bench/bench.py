@@ -228,9 +228,9 @@ def bundle_args(work: Path, images_file: Path, out: Path) -> list[str]:
 
 
 def load_args(work: Path, bundle: Path, registry: str) -> list[str]:
-    # --values-out: the default writes airgap-values.yaml into the current directory.
+    # --values-out: the default writes values-airgap.yaml into the current directory.
     return ["load", str(bundle), "--registry", registry, "--insecure-registry", "--json",
-            "--key", f"{ensure_key(work)}.pub", "--values-out", str(work / "airgap-values.yaml")]
+            "--key", f"{ensure_key(work)}.pub", "--values-out", str(work / "values-airgap.yaml")]
 
 
 def dir_bytes(path: Path) -> int:

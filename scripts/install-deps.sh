@@ -20,6 +20,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)  # static /bin/
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool: `promtool test rules` on the chart's alerts
 command -v age-keygen >/dev/null 2>&1 || need+=(age)       # keys for the chart's SOPS example test
+command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)  # node-config tests: ctr pull --hosts-dir
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   SUDO=""

@@ -10,7 +10,8 @@ Written from Harbor's published swagger (api/v2.0/swagger.yaml: ``GET /systeminf
   answers the push with 401 "unauthorized", Harbor's misleading answer for a missing project;
 - projects can be created by the admin only (a project robot gets 403);
 - a project marked immutable refuses any manifest PUT to an existing tag with 412, even when the
-  digest is the same (Harbor tag immutability rules).
+  digest is the same (Harbor tag immutability rules), and lists one rule matching every repository and
+  tag at ``GET /projects/{name}/immutabletagrules``.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class HarborStandIn:
             return _json(200, {"harbor_version": "v2.11.0-standin", "auth_mode": "db_auth"})
         if url.path == "/api/v2.0/projects":
             return self._projects(req, query)
+        if url.path.startswith("/api/v2.0/projects/") and url.path.endswith("/immutabletagrules"):
+            return self._rules(req, url.path.split("/")[4])
         if url.path.startswith("/api/"):
             return _error(404, "NOT_FOUND", "not in this stand-in")
         if req.method == "PUT" and "/manifests/" in url.path:
@@ -169,6 +172,18 @@ class HarborStandIn:
             self.created.append(name)
             return Reply(201, {"Location": f"/api/v2.0/projects/{len(self.projects)}"})
         return _error(405, "METHOD_NOT_ALLOWED", "not in this stand-in")
+
+    def _rules(self, req: Request, project: str) -> Reply:
+        """GET /projects/{project_name}/immutabletagrules (swagger v2.0): the project's ImmutableRule list."""
+        if self._user(req) is None:
+            return _error(401, "UNAUTHORIZED", "unauthorized")
+        if project not in self.projects:
+            return _error(404, "NOT_FOUND", f"project {project} not found")
+        rules = [{"id": 1, "priority": 0, "disabled": False, "action": "immutable", "template": "immutable_template",
+                  "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                  "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches",
+                                                      "pattern": "**"}]}}] if project in self.immutable else []
+        return _json(200, rules)
 
     def _immutability(self, req: Request, path: str) -> Reply | None:
         repo, _, ref = path[len("/v2/"):].rpartition("/manifests/")

@@ -72,6 +72,7 @@ http {{
       return 401 '{{"errors":[{{"code":"UNAUTHORIZED","message":"Access denied to the requested resource"}}]}}';
     }}
     location = /service/rest/v1/status {{ return 200; }}
+    location /service/rest/v1/repositories/ {{ proxy_pass http://distribution; proxy_set_header Authorization $http_authorization; }}
     location = /v2/ {{ proxy_pass http://distribution/v2/; }}
     location ~ ^/v2/{hosted}/.*/referrers/ {{
       default_type application/json;
@@ -151,3 +152,48 @@ def start_nexus(workdir: Path, upstream: str, *, hosted: str = "docker-hosted", 
         last = (proc.stderr.read().decode(errors="replace") if proc.stderr else "") + \
             (workdir / "error.log").read_text(errors="replace") if (workdir / "error.log").exists() else ""
     raise RegistryError(f"nginx did not start: {last[-2000:]}")
+
+
+class AllowOnce:
+    """Nexus's deployment policy ALLOW_ONCE ("Disable redeploy") for a NexusProxy.
+
+    A Python proxy (http_proxy.Proxy) between nginx and the registry (start nginx with
+    ``upstream=allow.host``): a manifest PUT to a tag that already exists is refused with 400
+    "Repository does not allow updating assets", even when the digest is the same (Nexus compares
+    paths, not content); and the admin REST endpoint ``GET /service/rest/v1/repositories/docker/hosted/<name>``
+    reports ``storage.writePolicy: ALLOW_ONCE`` (Nexus REST API, "Repository Management")."""
+
+    def __init__(self, backend, hosted: str = "docker-hosted", username: str = "admin",
+                 password: str = "admin123") -> None:
+        from http_proxy import Proxy
+        self.backend, self.hosted, self.username, self.password = backend, hosted, username, password
+        self.refused: list[str] = []
+        self.proxy = Proxy(f"http://{backend.host}", hook=self._hook)
+
+    @property
+    def host(self) -> str:
+        return self.proxy.host
+
+    def stop(self) -> None:
+        self.proxy.stop()
+
+    def _hook(self, req):
+        from http_proxy import Reply
+        import json as _json
+        path = req.path.split("?")[0]
+        if path == f"/service/rest/v1/repositories/docker/hosted/{self.hosted}":
+            basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            if req.headers.get("authorization") != f"Basic {basic}":
+                return Reply(403, {}, b"")
+            return Reply(200, {"Content-Type": "application/json"}, _json.dumps({
+                "name": self.hosted, "format": "docker", "type": "hosted", "online": True,
+                "storage": {"blobStoreName": "default", "strictContentTypeValidation": True,
+                            "writePolicy": "ALLOW_ONCE"}}).encode())
+        if req.method != "PUT" or "/manifests/" not in path:
+            return None
+        repo, _, ref = path[len("/v2/"):].rpartition("/manifests/")
+        if ref.startswith("sha256:") or self.backend.manifest_digest(repo, ref) is None:
+            return None
+        self.refused.append(f"{repo}:{ref}")
+        return Reply(400, {"Content-Type": "application/json"}, _json.dumps({"errors": [{
+            "code": "DENIED", "message": f"Repository does not allow updating assets: {self.hosted}"}]}).encode())

@@ -102,8 +102,10 @@ def test_bundle_pulls_from_a_registry_and_filters_platforms(tmp_path, registry_f
 
     load_json("load", "--insecure-skip-verify", str(out), "--registry", f"{private.host}/mirror", "--insecure-registry",
               "--values-out", str(tmp_path / "v.yaml"))
+    # upstream naming (the default): under the upstream host and path
+    upstream_path = f"{upstream.host.replace(':', '_')}/library/opensearch"
     index = json.loads(run_skopeo("inspect", "--raw", "--tls-verify=false",
-                                  f"docker://{private.host}/mirror/opensearch:2.18.0").stdout)
+                                  f"docker://{private.host}/mirror/{upstream_path}:2.18.0").stdout)
     assert [m["platform"]["architecture"] for m in index["manifests"]] == ["arm64"]
 
     # A platform the image does not have is named, with the ones it has.

@@ -88,7 +88,8 @@ def test_registries_conf_mirror_is_followed_by_skopeo(tmp_path, registry):
                "query": registry.manifest_digest("haystack/haystack-query", "0.1.0"), "indexing": "sha256:" + "3" * 64}
     manifest = _bundle_manifest(digests)
     conf = tmp_path / "registries.conf"
-    conf.write_text(registries_conf.render(mappings(manifest, target), target, insecure=True))
+    # flat naming: every image under another name than upstream; registries.conf still resolves them
+    conf.write_text(registries_conf.render(mappings(manifest, target, "flat"), target, insecure=True))
     for src, digest in (("docker.io/opensearchproject/opensearch:2.18.0", digests["opensearch"]),
                         ("ghcr.io/example/haystack-query:0.1.0", digests["query"])):
         # skopeo copy is what follows mirrors (as a CRI-O pull does); inspect does not in 1.9.
@@ -109,7 +110,7 @@ def test_kustomize_component_rewrites_images_in_kubectl_kustomize(tmp_path):
     target = Target("harbor.example.com", "haystack")
     comp = tmp_path / "airgap"
     comp.mkdir()
-    (comp / "kustomization.yaml").write_text(kustomize.render(mappings(_bundle_manifest(digests), target), target))
+    (comp / "kustomization.yaml").write_text(kustomize.render(mappings(_bundle_manifest(digests), target, "flat"), target))
     app = tmp_path / "app"
     app.mkdir()
     containers = [{"name": "a", "image": "opensearchproject/opensearch:2.18.0"},
@@ -128,20 +129,34 @@ def test_kustomize_component_rewrites_images_in_kubectl_kustomize(tmp_path):
                       f"harbor.example.com/haystack/busybox@{digests['indexing']}"]
 
 
-def test_containerd_hosts_toml():
+def test_containerd_hosts_toml_upstream_naming_with_the_ca_copied():
     digests = {"opensearch": "sha256:" + "1" * 64, "query": "sha256:" + "2" * 64, "indexing": "sha256:" + "3" * 64}
     target = Target("reg.internal:5000", "haystack")
-    files = containerd.render(mappings(_bundle_manifest(digests), target), target, ca_file="/etc/ssl/corp-ca.pem")
+    ca = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    files = containerd.render(mappings(_bundle_manifest(digests), target), target, ca=ca)
     own = tomllib.loads(files["reg.internal:5000/hosts.toml"])
     assert own["server"] == "https://reg.internal:5000"
-    assert own["host"]["https://reg.internal:5000"]["ca"] == "/etc/ssl/corp-ca.pem"
+    # the CA travels next to hosts.toml and is named relative to it, not by a path of the loading host
+    assert own["host"]["https://reg.internal:5000"]["ca"] == "ca.crt" and files["reg.internal:5000/ca.crt"] == ca
     hub = tomllib.loads(files["docker.io/hosts.toml"])
     assert hub["server"] == "https://registry-1.docker.io"
-    mirror = hub["host"]["https://reg.internal:5000/v2/haystack"]
-    assert mirror["override_path"] is True and mirror["capabilities"] == ["pull", "resolve"]
-    # containerd keeps repository paths: renamed images are listed as not served by the mirror
+    mirror = hub["host"]["https://reg.internal:5000/v2/haystack/docker.io"]
+    assert mirror["override_path"] is True and mirror["capabilities"] == ["pull", "resolve"] and mirror["ca"] == "ca.crt"
+    assert files["docker.io/ca.crt"] == ca
+    assert "renamed" not in files["docker.io/hosts.toml"]
+    assert {k for k in files if k.endswith("hosts.toml")} == {
+        "reg.internal:5000/hosts.toml", "docker.io/hosts.toml", "ghcr.io/hosts.toml"}
+
+
+def test_containerd_hosts_toml_flat_naming_lists_renamed_images():
+    digests = {"opensearch": "sha256:" + "1" * 64, "query": "sha256:" + "2" * 64, "indexing": "sha256:" + "3" * 64}
+    target = Target("reg.internal:5000", "haystack")
+    files = containerd.render(mappings(_bundle_manifest(digests), target, "flat"), target, insecure=True,
+                              naming="flat")
+    hub = tomllib.loads(files["docker.io/hosts.toml"])
+    assert hub["host"]["http://reg.internal:5000/v2/haystack"]["override_path"] is True
     assert "renamed: not served by this mirror" in files["docker.io/hosts.toml"]
-    assert set(files) == {"reg.internal:5000/hosts.toml", "docker.io/hosts.toml", "ghcr.io/hosts.toml"}
+    assert not any(k.endswith("ca.crt") for k in files)
 
 
 def test_detection_and_probe_of_a_plain_registry(registry):

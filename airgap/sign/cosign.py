@@ -63,7 +63,12 @@ class SignatureArtifact:
 
 def sign_image(key: PrivateKey, docker_reference: str, digest: Digest) -> SignatureArtifact:
     payload = make_payload(docker_reference, digest)
-    signature = base64.b64encode(key.sign(payload)).decode()
+    return signature_artifact(payload, base64.b64encode(key.sign(payload)).decode(), digest)
+
+
+def signature_artifact(payload: bytes, signature: str, digest: Digest) -> SignatureArtifact:
+    """The ``.sig`` manifest for one payload and its base64 signature: the same inputs give the same
+    bytes, so a signature kept from an earlier bundle makes the same manifest digest (immutable tags)."""
     payload_digest = sha256_digest(payload)
     # The config cosign writes: an empty image config whose one diff_id is the payload's digest.
     config = json.dumps({"architecture": "", "created": "0001-01-01T00:00:00Z",

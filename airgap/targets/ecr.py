@@ -105,6 +105,14 @@ class Ecr:
             progress.note(f"+ created ECR repository {name}")
         return created
 
+    def tags_immutable(self, repository: str) -> bool | None:
+        """imageTagMutability of an existing repository (IMMUTABLE or IMMUTABLE_WITH_EXCLUSION: True)."""
+        try:
+            repo = self._call("describe_repositories", repositoryNames=[repository])["repositories"][0]
+        except Exception:  # missing repository, no DescribeRepositories permission: unknown
+            return None
+        return str(repo.get("imageTagMutability", "MUTABLE")).startswith("IMMUTABLE")
+
     def credential_source(self) -> "EcrCredentials":
         return EcrCredentials(self)
 

@@ -61,3 +61,17 @@ def ensure_projects(client: RegistryClient, repositories: list[str], create: boo
             created.append(name)
             progress.note(f"+ created Harbor project {name}")
     return created
+
+
+def tags_immutable(client: RegistryClient, repository: str) -> bool | None:
+    """Whether the repository's project has an enabled tag immutability rule (None: cannot tell)."""
+    project = project_of(repository)
+    try:
+        resp = client.api("GET", f"/api/v2.0/projects/{project}/immutabletagrules", ok=(200,),
+                          what=f"immutability rules of Harbor project {project!r}")
+        rules = resp.json()
+    except (RegistryError, ValueError):
+        return None
+    if not isinstance(rules, list):
+        return None
+    return any(isinstance(r, dict) and not r.get("disabled") for r in rules)

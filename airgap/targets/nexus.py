@@ -12,8 +12,8 @@ Pushes work only into hosted repositories (group push is Nexus Pro).
 
 from __future__ import annotations
 
-from airgap.errors import InputError
-from airgap.registry.client import Target
+from airgap.errors import InputError, RegistryError
+from airgap.registry.client import RegistryClient, Target
 
 
 def route(target: Target) -> tuple[Target, str]:
@@ -26,3 +26,16 @@ def route(target: Target) -> tuple[Target, str]:
                          "(e.g. nexus.example.com/repository/docker-hosted/haystack)")
     hosted = parts[1]
     return Target(target.host, "/".join(parts[1:])), f"/repository/{hosted}"
+
+
+def tags_immutable(client: RegistryClient, repository: str) -> bool | None:
+    """Whether the hosted repository's deployment policy is ALLOW_ONCE or DENY (None: cannot tell; the
+    REST API needs an administrator)."""
+    hosted = repository.split("/", 1)[0]
+    try:
+        resp = client.api("GET", f"/service/rest/v1/repositories/docker/hosted/{hosted}", ok=(200,),
+                          what=f"settings of Nexus repository {hosted!r}")
+        policy = resp.json().get("storage", {}).get("writePolicy", "")
+    except (RegistryError, ValueError, AttributeError):
+        return None
+    return str(policy).upper() in ("ALLOW_ONCE", "DENY")

@@ -36,6 +36,12 @@ class Profile:
     #: digest (Harbor docs "Create Tag Immutability Rules"); ECR IMMUTABLE repositories answer 400
     #: TAG_INVALID / ImageTagAlreadyExistsException. We HEAD before every tag push either way.
     immutable_tags: bool = False
+    #: Where the target says whether a repository's tags are immutable, so a tag that would move is
+    #: refused before the first push only where it really cannot move: Harbor's
+    #: ``GET /projects/{name}/immutabletagrules`` (swagger v2.0), ECR's ``DescribeRepositories``
+    #: ``imageTagMutability``, Nexus's ``GET /service/rest/v1/repositories/docker/hosted/{name}``
+    #: ``storage.writePolicy`` (ALLOW_ONCE; needs an admin, else unknown). "" for none.
+    immutability_api: str = ""
     #: HEAD on a blob may say 200 while a manifest PUT then says MANIFEST_BLOB_UNKNOWN
     #: (nexus-public#264): re-upload that manifest's blobs without trusting HEAD and retry once.
     trust_blob_head: bool = True
@@ -50,19 +56,20 @@ GENERIC = Profile("generic", "OCI distribution registry")
 
 HARBOR = Profile(
     "harbor", "Harbor v2",
-    mount=True, referrers=True, namespaces="project", immutable_tags=True,
+    mount=True, referrers=True, namespaces="project", immutable_tags=True, immutability_api="harbor",
     auth="Bearer token from <harbor>/service/token (Basic user or robot$<project>+<name>)",
 )
 
 ECR = Profile(
     "ecr", "Amazon ECR",
-    mount=False, referrers=True, namespaces="repository", immutable_tags=True,
+    mount=False, referrers=True, namespaces="repository", immutable_tags=True, immutability_api="ecr",
     auth="Basic AWS:<token> from ecr:GetAuthorizationToken (AWS credential chain via boto3), refreshed on expiry",
 )
 
 NEXUS = Profile(
     "nexus", "Sonatype Nexus Repository 3",
     mount=False, referrers=False, oci_index="OCI 1.0: index mediaType always set", trust_blob_head=False,
+    immutable_tags=True, immutability_api="nexus",  # deployment policy ALLOW_ONCE
     auth="Basic (upper-case BASIC challenge, forceBasicAuth)",
 )
 

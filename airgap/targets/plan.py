@@ -1,0 +1,140 @@
+"""What the target's tags already hold, read before the first push.
+
+Release after release into registries whose tags are immutable (Harbor tag immutability rules, ECR
+IMMUTABLE, Nexus ALLOW_ONCE), a load must never need to move a tag:
+
+- a ``sha256-<hex>.sig`` tag that already holds a signature of that digest by the load's key, naming the
+  same identity, is kept as it is: the image is signed already (a bundle made before signatures were
+  kept by digest and key carries other bytes for the same signature);
+- a ``charts/<name>:<version>`` tag holding other content means the chart changed under an unchanged
+  version: refused on every target, since Helm caches charts by version;
+- a tag that would move where the target says tags are immutable (profile ``immutability_api``) is
+  refused here, naming it, instead of half-way through the push; a signature tag is refused unless the
+  target says its tags may move, since a bundle's own signature must not replace a valid one.
+
+Then one upload session is opened and cancelled in the first repository: the registry answers and the
+credentials carry push rights, with no tag or manifest written.
+"""
+
+from __future__ import annotations
+
+from airgap.bundle.format import BundleManifest
+from airgap.copy import CopyJob
+from airgap.errors import AirgapError, InputError, RegistryError
+from airgap.model import Descriptor
+from airgap.model.manifest import ImageManifest
+from airgap.places.base import read_small
+from airgap.places.registry import RegistryStore
+from airgap.progress import Progress
+from airgap.sign.cosign import verify_signature_manifest
+from airgap.sign.keys import PublicKey
+from airgap.targets.session import OpenTarget
+
+
+class TagConflict(RegistryError):
+    """A tag on the target holds other content and may not (or cannot) be moved."""
+
+
+def _existing_signature_ok(dst: RegistryStore, tag: str, signed: str, identity: str,
+                           key: PublicKey | None) -> str:
+    """'' when the tag on the target already holds a valid signature of ``signed``; else the reason."""
+    if key is None:
+        return "it cannot be checked without --key"
+    try:
+        manifest = dst.fetch_manifest(tag)
+        if not isinstance(manifest, ImageManifest):
+            return "it is not a signature manifest"
+
+        def read_blob(desc: Descriptor) -> bytes:
+            return read_small(dst, desc, 1 << 20)
+
+        verified = verify_signature_manifest(manifest, read_blob, key, signed)
+    except AirgapError as exc:
+        return str(exc)
+    if verified.docker_reference != identity:
+        return f"it names {verified.docker_reference!r}, not {identity!r}"
+    return ""
+
+
+def _immutability(opened: OpenTarget):
+    """repository -> True/False/None (unknown), asked once per repository."""
+    from airgap.targets import harbor, nexus
+    cache: dict[str, bool | None] = {}
+
+    def ask(repository: str) -> bool | None:
+        if repository not in cache:
+            api = opened.profile.immutability_api
+            if api == "harbor":
+                cache[repository] = harbor.tags_immutable(opened.client, repository)
+            elif api == "ecr" and opened.ecr is not None:
+                cache[repository] = opened.ecr.tags_immutable(repository)
+            elif api == "nexus":
+                cache[repository] = nexus.tags_immutable(opened.client, repository)
+            else:
+                cache[repository] = False if not opened.profile.immutable_tags else None
+        return cache[repository]
+    return ask
+
+
+def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget, key: PublicKey | None,
+              progress: Progress) -> list[CopyJob]:
+    identities = {i.name: i.identity for i in manifest.images}
+    signed_of = {s["digest"]: s["signed"] for i in manifest.images for s in i.signatures}
+    out: list[CopyJob] = []
+    conflicts: list[str] = []
+    immutable = _immutability(opened)
+    for job in jobs:
+        dst = job.dst
+        if not isinstance(dst, RegistryStore) or not job.tags:
+            out.append(job)
+            continue
+        tag = job.tags[0]
+        have = dst.resolve_tag(tag)
+        want = job.ref if job.ref.startswith("sha256:") else str(job.src.fetch_manifest(job.ref).digest)
+        if have is None or str(have) == want:
+            out.append(job)
+            continue
+        where = f"{dst.description}:{tag}"
+        if job.kind == "signature":
+            image = job.name[:-len(" signature")]
+            reason = _existing_signature_ok(dst, tag, signed_of.get(job.ref, ""), identities.get(image, ""), key)
+            if not reason:
+                progress.note(f"= {where}: signed already by this key; the signature there is kept")
+                out.append(CopyJob(job.name, dst, tag, dst, [tag], kind="signature"))
+                continue
+            if immutable(dst.repository) is not False:
+                conflicts.append(f"{where} holds another signature ({reason})")
+                continue
+            out.append(job)
+            continue
+        if job.name.startswith("chart "):
+            raise InputError(f"{job.name.split(' ', 1)[1]} version {tag}: {where} already holds a different chart "
+                             f"({str(have)[:19]}, this bundle has {want[:19]}); a changed chart needs a new "
+                             "version in Chart.yaml. Nothing was pushed")
+        state = immutable(dst.repository)
+        if state:
+            conflicts.append(f"{where} points at {str(have)[:19]}, this bundle has {want[:19]}")
+            continue
+        if state is None:
+            progress.note(f"warning: {where} will move to {want[:19]}; if tags are immutable there, the push fails")
+        out.append(job)
+    if conflicts:
+        raise TagConflict(f"{opened.target} ({opened.profile.title}) does not let these tags move "
+                          f"({len(conflicts)}): {'; '.join(conflicts[:3])}"
+                          f"{' ...' if len(conflicts) > 3 else ''}. Nothing was pushed")
+    return out
+
+
+def check_push_access(opened: OpenTarget, repository: str) -> None:
+    """Open an upload session and cancel it: proves the registry answers and the credentials may push."""
+    client = opened.client
+    path = f"{client.repo_path(repository)}/blobs/uploads/"
+    resp = client.request("POST", path, scope=f"repository:{repository}:pull,push", ok=(201, 202),
+                          what=f"push-rights check on {repository}")
+    location = resp.headers.get("location")
+    if location and resp.status_code == 202:
+        try:
+            client.request("DELETE", location, scope=f"repository:{repository}:pull,push",
+                           ok=tuple(range(200, 600)), what="cancelling the push-rights check")
+        except AirgapError:
+            pass  # an abandoned upload session expires on its own
