@@ -15,6 +15,8 @@ from helpers import REPO, airgap, write_images_md
 from registry_server import run_skopeo
 
 from airgap import imagesfile
+from airgap.emit.mapping import upstream_path
+from airgap.model.reference import Reference
 from airgap.synth import LayerSpec, add_image
 
 K8S_IMAGE = "registry.k8s.io/pause:3.10"
@@ -74,7 +76,10 @@ def test_bundle_of_the_real_upstream_names_then_load(public_registries, registry
            str(private.ca_file), "--values-out", str(tmp_path / "v.yaml"), env=load_env)
     for name, source in sources:
         tag = source.rsplit(":", 1)[1]
-        raw = run_skopeo("inspect", "--raw", *private.skopeo_args(), f"docker://{private.host}/mirror/{name}:{tag}").stdout
+        # the default naming keeps the upstream path under the prefix (docker.io/library/busybox, ...)
+        ref = Reference.parse(source)
+        loaded = f"{private.host}/mirror/{upstream_path(ref.registry, ref.repository)}:{tag}"
+        raw = run_skopeo("inspect", "--raw", *private.skopeo_args(), f"docker://{loaded}").stdout
         seeded = run_skopeo("inspect", "--raw", *pub.backend.skopeo_args(),
                             f"docker://{pub.backend.host}/{pub.backend_repository(source.rsplit(':', 1)[0])}:{tag}").stdout
         assert raw == seeded, f"{name}: loaded manifest differs from upstream"
