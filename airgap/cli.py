@@ -414,8 +414,13 @@ def inspect(bundle_path: Path, as_json: bool, manifest_out: Path | None) -> None
     console.print(table)
     if m.files:
         files = Table("file", "kind", "sha256", "size", box=None)
+        tools = [f for f in m.files if f.kind == "tool"]  # dozens of wheels: one line (--json lists them)
         for f in m.files:
-            files.add_row(f.path, f.kind, f.sha256[:16], human_bytes(f.size))
+            if f.kind != "tool":
+                files.add_row(f.path, f.kind, f.sha256[:16], human_bytes(f.size))
+        if tools:
+            files.add_row(f"tools/ ({len(tools)} files: airgap {tools[0].version} installer)", "tool", "-",
+                          human_bytes(sum(f.size for f in tools)))
         console.print(files)
 
 

@@ -37,6 +37,16 @@ if [ -e "$venv" ]; then
   echo "install.sh: $venv already exists; remove it or name another directory" >&2
   exit 2
 fi
+# Exactly the files SHA256SUMS lists (the signed bundle manifest pins SHA256SUMS): an extra wheel
+# dropped into wheels/, with a build tag, say, would outrank a pinned one.
+listed=$(wc -l < "$here/SHA256SUMS")
+found=$(cd "$here" && find . ! -type d ! -path ./SHA256SUMS | wc -l)
+if ! (cd "$here" && sha256sum -c --quiet --strict SHA256SUMS) || [ "$listed" -ne "$found" ]; then
+  echo "install.sh: $here does not hold exactly the files SHA256SUMS lists ($listed listed, $found found;" \
+    "extract tools/ into an empty directory)" >&2
+  exit 2
+fi
+
 pip_version=$(sed -n 's/^pip==//p' "$lock")
 pip_wheel="$here/wheels/pip-$pip_version-py3-none-any.whl"
 [ -f "$pip_wheel" ] || { echo "install.sh: $pip_wheel is missing" >&2; exit 2; }

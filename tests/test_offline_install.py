@@ -1,11 +1,11 @@
 """airgap reaches the isolated host inside its bundle (tools/), and installs there with no network.
 
-The wheelhouse is built by scripts/dist.py (what `make dist` runs) for this machine's architecture
-only: make dist's aarch64 half is downloaded and hash-checked but cannot run here. Downloads are
-cached in .cache/dist, so only a first run reaches the package index. Then the README's "Install on
-the isolated host" block runs literally under `unshare -n` (no network interface at all), once per
-CPython 3.9-3.13 this machine has: signature check with openssl, sha256 check of the installer,
-install.sh, `airgap verify`.
+The wheelhouse is built by scripts/dist.py (what `make dist` runs) for this machine's architecture,
+downloads cached in .cache/dist so only a first run reaches the package index. The README's "Install
+on the isolated host" block then runs literally under `unshare -n` (no network interface at all),
+once per CPython 3.9-3.13 this machine has and with the distribution's python3: openssl checks the
+manifest signature, sha256sum the installer, install.sh installs, `airgap verify` verifies. The
+aarch64 half cannot run here, so each CPython's pip resolves it for an aarch64 target instead.
 """
 
 from __future__ import annotations
@@ -197,6 +197,9 @@ def test_tools_listed_pinned_and_left_out_on_request(tmp_path, signed_bundle, wh
         for path, f in tools.items():
             assert hashlib.sha256(tar.extractfile(path).read()).hexdigest() == f["sha256"]
 
+    shown = airgap("inspect", str(bundle)).stdout
+    assert f"tools/ ({len(tools)} files: airgap {__version__} installer)" in shown and ".whl" not in shown
+
     layout = tmp_path / "src"
     demo_layout(layout)
     bare = tmp_path / "bare.tar"
@@ -235,3 +238,72 @@ def test_dist_is_byte_reproducible(tmp_path, wheelhouse):
     assert (again / "wheels" / name).read_bytes() == (wheelhouse / "wheels" / name).read_bytes()
     first_tar = wheelhouse.with_name(wheelhouse.name + ".tar")
     assert again.with_name(again.name + ".tar").read_bytes() == first_tar.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def aarch64_wheelhouse(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist-aarch64")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "dist.py"), "build", "--arch", "aarch64", "--no-tar",
+                           "--out", str(out), "--cache", str(REPO / ".cache" / "dist")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return out / f"airgap-oci-{__version__}"
+
+
+@pytest.mark.parametrize("py", dist.PYTHONS)
+def test_aarch64_half_is_complete(py, aarch64_wheelhouse, no_network):
+    """aarch64 cannot run here: its CPython's own pip resolves the install, with the ecr extra, from
+    the wheels alone (no network) for an aarch64 target, and picks exactly the locked versions."""
+    python = dist.find_python(py)
+    if python is None:
+        pytest.skip(f"no CPython {py} to resolve its environment markers")
+    lock = aarch64_wheelhouse / "locks" / f"{dist.tag(py)}.txt"
+    proc = subprocess.run([*no_network, python, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+                           "--target", "/nonexistent", "--no-index", "--isolated", "--find-links",
+                           str(aarch64_wheelhouse / "wheels"), "--only-binary=:all:", *dist.platform_args("aarch64"),
+                           "--python-version", py, "--implementation", "cp", "-c", str(lock),
+                           f"airgap-oci[ecr]=={__version__}"],
+                          capture_output=True, text=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    def normalise(name_version: str) -> str:
+        return name_version.lower().replace("_", "-")
+
+    would = {normalise(w) for w in proc.stdout.split("Would install ", 1)[1].split()}
+    locked = {normalise(pin.replace("==", "-")) for pin in lock.read_text().split() if not pin.startswith("pip==")}
+    assert would == locked | {f"airgap-oci-{__version__}"}
+
+
+def test_ecr_extra_installs_with_no_network(tmp_path, wheelhouse, no_network):
+    """install.sh --ecr on the oldest CPython found (3.9 needs urllib3 1.26 for botocore): boto3 and
+    the ECR target import in the installed airgap."""
+    found = next(((py, p) for py in dist.PYTHONS for p in [dist.find_python(py)] if p), None)
+    if found is None:
+        pytest.skip("no CPython 3.9-3.13 found")
+    py, python = found
+    venv = tmp_path / "venv"
+    proc = subprocess.run([*no_network, "sh", str(wheelhouse / "install.sh"), "--python", python, "--ecr", str(venv)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert f"installed airgap {__version__} as {venv}/bin/airgap" in proc.stdout
+    check = subprocess.run([*no_network, str(venv / "bin" / "python"), "-c",
+                            "import boto3, airgap.targets.ecr, sys; print('%d.%d' % sys.version_info[:2], boto3.__version__)"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.split()[0] == py
+
+    again = subprocess.run(["sh", str(wheelhouse / "install.sh"), "--python", python, str(venv)],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr and (venv / "bin" / "airgap").exists()
+
+
+@pytest.mark.parametrize("intruder", ["wheels/requests-2.32.5-1-py3-none-any.whl", "locks/cp399.txt"])
+def test_installer_refuses_a_file_it_does_not_list(tmp_path, wheelhouse, intruder):
+    """An extra file in tools/ (signed manifests pin only the listed ones) stops install.sh before pip."""
+    tools = tmp_path / "tools"
+    shutil.copytree(wheelhouse, tools)
+    (tools / intruder).write_bytes(b"PK")
+    proc = subprocess.run(["sh", str(tools / "install.sh"), "--python", sys.executable, str(tmp_path / "venv")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "does not hold exactly the files SHA256SUMS lists" in proc.stderr
+    assert not (tmp_path / "venv").exists()
