@@ -39,9 +39,15 @@ def no_network() -> list[str]:
     return ["unshare", "-n"]
 
 
+# Fixed once per session (it is the last commit's time): a commit made while the tests run must not
+# make the two builds of test_dist_is_byte_reproducible differ.
+EPOCH = str(dist.source_date_epoch())
+
+
 def build_wheelhouse(out: Path) -> Path:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "dist.py"), "build", "--host-only", "--out", str(out),
-                           "--cache", str(REPO / ".cache" / "dist")], capture_output=True, text=True, timeout=900)
+                           "--cache", str(REPO / ".cache" / "dist")], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return out / f"airgap-oci-{__version__}"
 
