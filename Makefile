@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps helm checkov demo test test-app bench clean
+.PHONY: deps helm checkov demo test test-app bench dist clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -27,6 +27,11 @@ test-app: deps
 
 bench: deps
 	$(PY) bench/bench.py
+
+# The offline wheelhouse (dist/airgap-oci-VERSION/ and .tar): airgap + every dependency for CPython
+# 3.9-3.13, x86_64 and aarch64; `airgap bundle` ships it as tools/. Reproducible (scripts/dist.py).
+dist: deps
+	$(PY) scripts/dist.py build
 
 clean:
 	rm -rf .demo bench/work .pytest_cache .models

@@ -9,4 +9,4 @@ The library is usable on its own; the `airgap` command is a thin layer over it:
 - :mod:`airgap.loader`    isolated side: bundle -> private registry + Helm values
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -63,6 +63,7 @@ class BundleOptions:
     base: "Base | None" = None       # make a delta: leave out the blobs the base references
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
     build: "Callable[[], object] | None" = None  # builds first-party images into the store (airgap.build)
+    tools: Path | None = None        # a make dist wheelhouse to ship as tools/ (airgap.tools)
 
 
 @dataclass
@@ -210,6 +211,11 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         if any(f.path == member for f, _ in files):
             raise InputError(f"two CRD files are both named {name}")
         files.append((BundleFile(member, "crd", hashlib.sha256(data).hexdigest(), len(data), name), data))
+
+    if options.tools is not None:
+        from airgap.tools import collect
+        # Streamed from disk when written, not held in memory: a wheelhouse is tens of MB.
+        files.extend((t.entry, t) for t in collect(options.tools))
 
     sources = _Sources(images, options)
     try:
@@ -431,7 +437,10 @@ def _write_main(path: Path, epoch: int, options: BundleOptions, manifest_bytes: 
         for name, desc, src in blob_members:
             write_blob(w, name, desc, src)
         for f, data in files:
-            w.add_bytes(f.path, data)
+            if isinstance(data, bytes):
+                w.add_bytes(f.path, data)
+            else:  # a tools/ file (airgap.tools.ToolFile)
+                w.add_stream(f.path, f.size, data.chunks())
 
 
 def _part_path(output: Path, index: int, total: int) -> Path:

@@ -112,7 +112,7 @@ def _parse_build_args(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="airgap")
+@click.version_option(__version__, prog_name="airgap", message="%(prog)s %(version)s")  # = a bundle's `tool`
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs (HTTP requests) on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
@@ -163,11 +163,16 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
               "boundaries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("--no-build", is_flag=True, help="Do not build: pack the built images the store already holds.")
+@click.option("--tools", "tools_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Offline installer of airgap to ship as tools/ (a make dist wheelhouse). Default: "
+                   "$AIRGAP_TOOLS, else dist/airgap-oci-VERSION when make dist built it.")
+@click.option("--no-tools", is_flag=True, help="Ship no tools/ (airgap's installer) in the bundle.")
 @_build_options
 @_registry_options
 @click.pass_obj
 def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, credentials_host, store,
-           key_path, base_path, base_key, split, as_json, no_build, source, builder, build_args, **reg) -> None:
+           key_path, base_path, base_key, split, as_json, no_build, tools_dir, no_tools, source, builder, build_args,
+           **reg) -> None:
     """Build the first-party images, pull the third-party ones, sign and pack them with the chart and CRDs."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
@@ -189,6 +194,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
         base = load_base(base_path, load_public_key(base_key) if base_key else None)
     if split and compress != "none":
         raise InputError("--split and --compress cannot be combined (parts are plain tars, read in place)")
+    tools_dir = _tools_dir(tools_dir, no_tools, obj["quiet"])
 
     def build_first() -> None:
         _run_build(obj, images, store or default_store(), source, builder, (), build_args)
@@ -197,7 +203,8 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
                          crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
                          registry=registry_options,
-                         concurrency=reg["concurrency"], compress=None if compress == "none" else compress)
+                         concurrency=reg["concurrency"], compress=None if compress == "none" else compress,
+                         tools=tools_dir)
     progress = make_progress(obj["quiet"])
     try:
         result = create_bundle(images, opts, progress)
@@ -227,6 +234,20 @@ def _upstream_login_target(images, credentials_host: str | None, username: str |
                          "name the one these credentials are for with --credentials-host (the others use "
                          "docker login / podman login)")
     return Target(hosts[0])
+
+
+def _tools_dir(given: Path | None, no_tools: bool, quiet: bool) -> Path | None:
+    from airgap import tools
+
+    if given and no_tools:
+        raise InputError("give either --tools or --no-tools, not both")
+    if no_tools or given:
+        return given
+    found = tools.default_dir()
+    if found is None and os.environ.get(tools.ENV_VAR) is None and not quiet:
+        click.echo("airgap: note: no tools/ in this bundle (no wheelhouse: run make dist, or give --tools DIR); "
+                   "the isolated side then needs airgap installed another way. --no-tools silences this.", err=True)
+    return found
 
 
 def parse_size(text: str) -> int:
@@ -478,8 +499,13 @@ def inspect(obj, bundle_path: Path, as_json: bool, manifest_out: Path | None) ->
     console.print(table)
     if m.files:
         files = Table("file", "kind", "sha256", "size", box=None)
+        tools = [f for f in m.files if f.kind == "tool"]  # dozens of wheels: one line (--json lists them)
         for f in m.files:
-            files.add_row(f.path, f.kind, f.sha256[:16], human_bytes(f.size))
+            if f.kind != "tool":
+                files.add_row(f.path, f.kind, f.sha256[:16], human_bytes(f.size))
+        if tools:
+            files.add_row(f"tools/ ({len(tools)} files: airgap {tools[0].version} installer)", "tool", "-",
+                          human_bytes(sum(f.size for f in tools)))
         console.print(files)
 
 

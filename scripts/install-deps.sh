@@ -37,6 +37,8 @@ fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
+  # The distribution was called `airgap` before it became airgap-oci: drop that editable install.
+  "$VENV/bin/pip" uninstall -q -y airgap >/dev/null 2>&1 || true
   "$VENV/bin/pip" install -q -e '.[test]'
   touch "$stamp"
 fi

@@ -19,6 +19,7 @@ def airgap(*args: str, env: dict | None = None, input: str | None = None, check:
     full_env = dict(os.environ)
     full_env.pop("AIRGAP_REGISTRY_USERNAME", None)
     full_env.pop("AIRGAP_REGISTRY_PASSWORD", None)
+    full_env.setdefault("AIRGAP_TOOLS", "none")  # a make dist wheelhouse in the checkout stays out of test bundles
     full_env.update(env or {})
     proc = subprocess.run([sys.executable, "-m", "airgap", *args], capture_output=True, text=True, env=full_env,
                           input=input, cwd=cwd, timeout=timeout)

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from airgap import __version__
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "airgap-bundle.json"
@@ -54,7 +55,7 @@ class BundleManifest:
     files: list[BundleFile]
     blob_count: int
     blob_bytes: int
-    tool: str = "airgap"
+    tool: str = f"airgap {__version__}"  # what made it; `airgap --version` prints the same
     format_version: int = FORMAT_VERSION
     signer: str = ""          # fingerprint (sha256 of the DER public key) of the key that signed it
     # Every blob and manifest digest the images reference, shipped or not: what a target holds after

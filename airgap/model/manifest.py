@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from airgap import safejson
 from airgap.errors import InputError
@@ -53,7 +53,7 @@ class ImageIndex:
         return [d.platform for d in self.manifests if d.platform]
 
 
-Manifest = ImageManifest | ImageIndex
+Manifest = Union[ImageManifest, ImageIndex]  # a runtime alias: `X | Y` needs 3.10
 
 
 def parse_manifest(data: bytes, media_type: str | None = None, where: str = "manifest") -> Manifest:

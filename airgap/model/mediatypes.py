@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 
 
-class MediaType(StrEnum):
+class MediaType(str, Enum):
+    # enum.StrEnum is 3.11+; a str mix-in whose str() and format() are the value behaves the same.
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
     OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     OCI_INDEX = "application/vnd.oci.image.index.v1+json"
     OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
