@@ -37,7 +37,7 @@ import yaml
 from airgap.build.archive import HashingWriter, stream_blob
 from airgap.errors import InputError
 from airgap.imagesfile import ArtifactSpec, ImageEntry, ImagesFile
-from airgap.model import Descriptor, Digest, parse_manifest, sha256_digest
+from airgap.model import Descriptor, parse_manifest, sha256_digest
 from airgap.model.digest import CHUNK
 from airgap.model.mediatypes import MediaType
 from airgap.places.layout import LayoutStore
