@@ -271,7 +271,7 @@ def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
     leave_out = frozenset(options.base.blobs) if options.base is not None else frozenset()
     checked = preflight.check_references(images, stores, {e.name: _platforms(options, e, images) for e in images.images},
                                          local, leave_out)
-    need = checked.mirrored_bytes + sum(len(data) for _, data in files)
+    need = checked.mirrored_bytes + sum(f.size for f, _ in files)
     preflight.check_output(options.output, need, options.store, checked.store_missing_bytes)
 
 
