@@ -21,6 +21,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool: `promtool test rules` on the chart's alerts
 command -v age-keygen >/dev/null 2>&1 || need+=(age)       # keys for the chart's SOPS example test
 command -v containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1 || need+=(containerd)  # node-config tests: ctr pull --hosts-dir
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)  # scripts/install-trixie.sh podman: relocated trixie binary
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   SUDO=""

@@ -7,10 +7,10 @@ pull by upstream name that works was served by the private registry through the 
 - containerd 1.6 (Debian bookworm, installed by scripts/install-deps.sh): a private containerd
   (``--root/--state/--address`` under /tmp) and ``ctr images pull --hosts-dir <emitted certs.d>
   --snapshotter native``, over plain HTTP and over TLS with the CA copied next to hosts.toml.
-- containers/image: Debian trixie's skopeo 1.18 (sigstore enabled; scripts/install-trixie.sh) with
-  the emitted registries.conf, policy.json and registries.d: upstream and private names accepted when
-  signed; unsigned, moved-tag and wrong-key images refused. podman 5.4 needs trixie's glibc and a
-  relocated binary; skopeo runs the same containers/image policy code, so it stands for podman/CRI-O here.
+- containers/image: Debian trixie's skopeo 1.18 and podman 5.4 (sigstore enabled; scripts/install-trixie.sh,
+  podman as patchelf'd copies on trixie's glibc, ``podman pull`` into a private vfs store) with the
+  emitted registries.conf, policy.json and registries.d: upstream and private names accepted when
+  signed; unsigned, moved-tag and wrong-key images refused.
 - Kyverno: the emitted ClusterPolicy validated against Kyverno's real ClusterPolicy CRD schema
   (tests/data/kyverno, see its "source" and "commit" fields), with unknown fields refused as
   ``kubectl apply --validate=strict`` does, and no deprecated field used.
@@ -131,33 +131,81 @@ def test_containerd_pulls_upstream_names_through_the_emitted_certs_d(tls, signed
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
-# -- containers/image (skopeo 1.18 from trixie) ----------------------------------------------------
+# -- containers/image: skopeo 1.18 and podman 5.4 from trixie ---------------------------------------
 
-@pytest.fixture(scope="module")
-def trixie_skopeo():
-    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), "skopeo"], capture_output=True, text=True)
+def _trixie(tool: str) -> str:
+    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"Debian trixie's skopeo could not be installed here: {proc.stderr.strip()[-300:]}")
+        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 
-def test_containers_policy_accepts_signed_by_both_names_and_refuses_the_rest(signed_upstream_bundle, registry,
-                                                                            trixie_skopeo, tmp_path):
+@pytest.fixture(scope="module")
+def trixie_skopeo():
+    return _trixie("skopeo")
+
+
+@pytest.fixture(scope="module")
+def trixie_podman():
+    return _trixie("podman")
+
+
+def _skopeo_puller(skopeo: str, out: Path, tmp_path: Path):
+    env = dict(os.environ, HOME=str(tmp_path))
+
+    def pull(ref: str, policy_file: Path) -> subprocess.CompletedProcess:
+        dest = tmp_path / f"pulled-{abs(hash((ref, str(policy_file))))}"
+        return subprocess.run([skopeo, "--registries-conf", str(out / "registries.conf"), "--policy",
+                               str(policy_file), "--registries.d", str(out / "registries.d"), "copy",
+                               "--src-tls-verify=false", f"docker://{ref}", f"dir:{dest}"],
+                              capture_output=True, text=True, env=env, timeout=120)
+    return pull
+
+
+def _podman_puller(podman: str, out: Path, tmp_path: Path):
+    """A node's view: registries.conf via CONTAINERS_REGISTRIES_CONF, the policy via --signature-policy,
+    registries.d as $HOME/.config/containers/registries.d (containers/image's per-user directory,
+    used instead of /etc/containers/registries.d when it exists). No --tls-verify flag: the emitted
+    registries.conf must say the registry is insecure. A fresh store per pull, so nothing is cached."""
+    home = tmp_path / "podman-home"
+    shutil.copytree(out / "registries.d", home / ".config/containers/registries.d")
+    (home / "storage.conf").write_text('[storage]\ndriver = "vfs"\n')  # not the machine's storage.conf
+    env = dict(os.environ, HOME=str(home), CONTAINERS_REGISTRIES_CONF=str(out / "registries.conf"),
+               CONTAINERS_STORAGE_CONF=str(home / "storage.conf"))
+
+    def pull(ref: str, policy_file: Path) -> subprocess.CompletedProcess:
+        store = Path(tempfile.mkdtemp(prefix="podman", dir=tmp_path))
+        base = [podman, "--root", str(store / "root"), "--runroot", str(store / "run"), "--tmpdir",
+                str(store / "tmp"), "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
+                "--events-backend", "none"]
+        proc = subprocess.run([*base, "pull", "--signature-policy", str(policy_file), ref],
+                              capture_output=True, text=True, env=env, timeout=120)
+        if proc.returncode == 0:  # pulled for real: the image is in the store under the name asked for
+            exists = subprocess.run([*base, "image", "exists", ref], capture_output=True, text=True, env=env)
+            assert exists.returncode == 0, f"{ref}: pulled but not in the store: {exists.stderr}"
+        shutil.rmtree(store, ignore_errors=True)  # vfs: plain directories, nothing mounted
+        return proc
+    return pull
+
+
+@pytest.mark.parametrize("client", ["skopeo-1.18", "podman-5.4"])
+def test_containers_policy_accepts_signed_by_both_names_and_refuses_the_rest(client, signed_upstream_bundle,
+                                                                            registry, request, tmp_path):
     bundle, key, upstream, digests = signed_upstream_bundle
+    if client.startswith("skopeo"):
+        tool = request.getfixturevalue("trixie_skopeo")
+    else:
+        tool = request.getfixturevalue("trixie_podman")
     out = tmp_path / "nodes"
     _load(bundle, key, registry, out, "--insecure-registry")
     policy = json.loads((out / "policy.json").read_text())
     assert policy["default"] == [{"type": "reject"}]
     private_query = f"{registry.host}/site/{upstream.replace(':', '_')}/app/query"
     assert {f"{upstream}/app/query", private_query} <= set(policy["transports"]["docker"])
-    env = dict(os.environ, HOME=str(tmp_path))
+    puller = (_skopeo_puller if client.startswith("skopeo") else _podman_puller)(tool, out, tmp_path)
 
     def copy(ref: str, policy_file: Path = out / "policy.json") -> subprocess.CompletedProcess:
-        dest = tmp_path / f"pulled-{abs(hash((ref, str(policy_file))))}"
-        return subprocess.run([trixie_skopeo, "--registries-conf", str(out / "registries.conf"), "--policy",
-                               str(policy_file), "--registries.d", str(out / "registries.d"), "copy",
-                               "--src-tls-verify=false", f"docker://{ref}", f"dir:{dest}"],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return puller(ref, policy_file)
 
     for ref in (f"{upstream}/app/query:1", f"{upstream}/app/indexing:1", f"{private_query}:1"):
         proc = copy(ref)
