@@ -67,6 +67,15 @@ class _Refused(Exception):
     """Raised from inside tarfile's header parsing; turned into a BundleError naming the bundle."""
 
 
+def _tar_error(exc: BaseException, where: str) -> BundleError:
+    """One line for what tarfile (or the capped header reader below) raised while scanning a bundle."""
+    if isinstance(exc, _Refused):
+        return BundleError(f"{where}: {exc}")
+    if isinstance(exc, EOFError):
+        return BundleError(f"{where}: truncated (unexpected end of file)")
+    return BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated")
+
+
 class _CappedInfo(tarfile.TarInfo):
     """tarfile reads a pax or GNU long-name header's whole payload into memory, whatever size the
     header claims: cap it before it is read."""
@@ -115,12 +124,8 @@ def _read_head(fileobj: BinaryIO, where: str) -> Head:
                                       f"{MAX_SIGNATURE} bytes, or not a regular file)")
                 signature = _read_all(tf, second, where)
             return Head(info.name, data, signature)
-    except _Refused as exc:
-        raise BundleError(f"{where}: {exc}") from None
-    except tarfile.TarError as exc:
-        raise BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated") from None
-    except EOFError:
-        raise BundleError(f"{where}: truncated (unexpected end of file)") from None
+    except (_Refused, tarfile.TarError, EOFError) as exc:
+        raise _tar_error(exc, where) from None
     except Exception as exc:  # zstandard.ZstdError, without importing zstandard for plain bundles
         if exc.__class__.__name__ == "ZstdError":
             raise BundleError(f"{where}: corrupt or truncated zstd stream ({exc})") from None
@@ -279,12 +284,8 @@ def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"
                     raise BundleError(f"{where}: truncated: member {info.name} ends at byte "
                                       f"{info.offset_data + info.size}, the file has {size}")
                 out.append((info.name, Member(info.offset_data, info.size, path)))
-    except _Refused as exc:
-        raise BundleError(f"{where}: {exc}") from None
-    except tarfile.TarError as exc:
-        raise BundleError(f"{where}: not a readable tar ({exc}); the bundle is corrupt or truncated") from None
-    except EOFError:
-        raise BundleError(f"{where}: truncated (unexpected end of file)") from None
+    except (_Refused, tarfile.TarError, EOFError) as exc:
+        raise _tar_error(exc, where) from None
     if not out:
         raise BundleError(f"{where}: empty file, not an airgap bundle")
     return out
