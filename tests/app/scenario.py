@@ -138,17 +138,27 @@ def main(config_path: str, report_path: str) -> int:
         report["search"] = {"status": search.status_code, "body": search.json()}
         httpx.get(f"http://127.0.0.1:{PORTS['query']}/no-such-route", timeout=10)
 
-        # Prometheus' own view, after at least two scrapes past the requests.
-        time.sleep(3)
+        # Prometheus' own view. Its scrape manager applies discovered targets only on a 5 s reload
+        # tick, so a fixed sleep races it on a slow host: poll until every target has been scraped
+        # (health no longer "unknown") and a scrape later than the requests has landed.
         queries = {"up": "up", "search_requests": 'http_requests_total{path="/search"}',
                    "upload_requests": 'http_requests_total{path="/files"}'}
-        report["prometheus"] = {}
-        for key, q in queries.items():
-            r = httpx.get(f"http://127.0.0.1:{PROM_PORT}/api/v1/query", params={"query": q}, timeout=10)
-            report["prometheus"][key] = r.json()["data"]["result"]
-        targets = httpx.get(f"http://127.0.0.1:{PROM_PORT}/api/v1/targets", timeout=10).json()
-        report["prometheus"]["targets"] = [{"job": t["labels"]["job"], "health": t["health"],
-                                            "lastError": t["lastError"]} for t in targets["data"]["activeTargets"]]
+        deadline = time.monotonic() + 90
+        while True:
+            report["prometheus"] = {}
+            for key, q in queries.items():
+                r = httpx.get(f"http://127.0.0.1:{PROM_PORT}/api/v1/query", params={"query": q}, timeout=10)
+                report["prometheus"][key] = r.json()["data"]["result"]
+            targets = httpx.get(f"http://127.0.0.1:{PROM_PORT}/api/v1/targets", timeout=10).json()
+            report["prometheus"]["targets"] = [{"job": t["labels"]["job"], "health": t["health"],
+                                                "lastError": t["lastError"]}
+                                               for t in targets["data"]["activeTargets"]]
+            scraped = (report["prometheus"]["targets"]
+                       and all(t["health"] != "unknown" for t in report["prometheus"]["targets"])
+                       and report["prometheus"]["search_requests"] and report["prometheus"]["upload_requests"])
+            if scraped or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         report["opensearch_requests"] = opensearch.requests
         report["opensearch_docs"] = {i: len(v["docs"]) for i, v in opensearch.indices.items()}
         report["opensearch_dimension"] = {i: v["dimension"] for i, v in opensearch.indices.items()}
