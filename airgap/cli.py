@@ -568,12 +568,14 @@ def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
 @click.option("--to-password-stdin", is_flag=True, help="Read the destination password from standard input. "
               "Env: AIRGAP_REGISTRY_PASSWORD.")
 @click.option("--concurrency", "-j", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--attachments", default="all", show_default=True, metavar="all|signatures|none|TYPE,...",
+              help="Which attachments (signatures, SBOMs, attestations, other referrers) travel with each image.")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_file, to_ca_file,
          from_allow_insecure_auth, to_allow_insecure_auth, from_username, from_password_stdin, to_username,
-         to_password_stdin, concurrency, dry_run, as_json) -> None:
+         to_password_stdin, concurrency, attachments, dry_run, as_json) -> None:
     """Mirror the image set (and signatures) from one registry to another, each with its own credentials."""
     from airgap import imagesfile
     from airgap.sync import sync as do_sync
@@ -592,7 +594,7 @@ def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_fil
     progress = make_progress(obj["quiet"])
     try:
         report = do_sync(images, src_target, dst_target, source_options=src_opts, dest_options=dst_opts,
-                         concurrency=concurrency, progress=progress, dry_run=dry_run)
+                         concurrency=concurrency, progress=progress, dry_run=dry_run, attachments=attachments)
     finally:
         progress.close()
     if as_json:

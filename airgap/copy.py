@@ -1,9 +1,14 @@
-"""The one copy engine: images and indexes between any two places.
+"""The one copy engine: images and indexes, with their attachments, between any two places.
+
+A job's graph is its root manifest or index, the platform manifests it keeps, their blobs, and the
+attachments that refer to any of them (signatures, attestations, SBOMs; :mod:`airgap.model.attachment`):
+those given with the job (our own signatures) and, with ``discover``, those the source holds,
+recursively (a signature of an SBOM).
 
 Order, for every destination: all blobs (each pushed once per place, then mounted into the other
-repositories of that place), then child manifests, then the index or root manifest, then tags. A tag
-therefore never points at anything incomplete, and an interrupted copy resumes by skipping what the
-destination already holds.
+repositories of that place), then child manifests, then attachments (after their subject), then the
+index or root manifest with its tags. A tag therefore never points at anything incomplete or unsigned,
+and an interrupted copy resumes by skipping what the destination already holds.
 
 With ``verify_first`` every blob that will be written is read and digest-checked before the first
 write, so a corrupt source (a damaged bundle) writes nothing at all. Every byte written is checked
@@ -18,12 +23,41 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError, ManifestBlobUnknown
+from airgap.errors import (
+    AirgapError, BundleError, DigestMismatch, InputError, ManifestBlobUnknown, RegistryError, TransientError,
+)
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
+from airgap.model.attachment import ATTESTATION, REFERRER, SBOM, SIGNATURE, Attachment
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import Store
 from airgap.progress import Progress
-from airgap.registry.client import Transient
+
+MAX_ATTACHMENT_DEPTH = 4  # a signature of an attestation of an SBOM of an image; deeper is a loop or abuse
+MAX_ATTACHMENTS = 256     # per job: cosign, oras and scanners write a handful per image
+
+
+@dataclass(frozen=True)
+class Attached:
+    """An attachment to copy with its subject, and the place holding it (our signatures are made in
+    memory; a discovered attachment is in the job's source)."""
+
+    attachment: Attachment
+    src: Store
+
+
+AttachmentFilter = Callable[[Attachment], bool]
+
+
+def select_attachments(spec: str) -> AttachmentFilter | None:
+    """``all``, ``signatures``, ``none`` or comma-separated artifact types / kinds (sbom, attestation)."""
+    words = {w.strip() for w in spec.split(",") if w.strip()}
+    if not words or words == {"none"}:
+        return None
+    if "all" in words:
+        return lambda a: True
+    plural = {"signatures": SIGNATURE, "sboms": SBOM, "attestations": ATTESTATION}
+    wanted = {plural.get(w, w) for w in words}
+    return lambda a: a.kind in wanted or a.artifact_type in wanted
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,7 +71,9 @@ class CopyJob:
     dst: Store
     tags: list[str] = field(default_factory=list)
     platforms: list[Platform] | None = None  # None keeps every platform of an index
-    kind: str = "image"            # "image", or "signature" for a cosign signature manifest
+    kind: str = "image"            # names what the job copies in reports ("image", "chart", "record")
+    attach: list[Attached] = field(default_factory=list)  # attachments given with the job
+    discover: AttachmentFilter | None = None  # find these attachments at the source too (recursively)
 
 
 @dataclass
@@ -67,7 +103,8 @@ class CopyReport:
     def to_json(self) -> dict:
         return {
             "images": [vars(i) for i in self.images if i.kind == "image"],
-            "signatures": [vars(i) for i in self.images if i.kind == "signature"],
+            "signatures": [vars(i) for i in self.images if i.kind == SIGNATURE],
+            "attachments": [vars(i) for i in self.images if i.kind not in ("image", SIGNATURE, "chart", "record")],
             "blobs_uploaded": self.blobs_uploaded, "bytes_uploaded": self.bytes_uploaded,
             "blobs_mounted": self.blobs_mounted, "blobs_present": self.blobs_present,
             "manifests_pushed": self.manifests_pushed, "seconds": round(self.seconds, 3),
@@ -76,17 +113,40 @@ class CopyReport:
 
 
 @dataclass
+class _Attachment:
+    attached: Attached
+    manifest: ImageManifest
+
+    @property
+    def att(self) -> Attachment:
+        return self.attached.attachment
+
+
+@dataclass
 class _Resolved:
     job: CopyJob
     root: Manifest
     images: list[ImageManifest]    # the platform manifests (or the single manifest)
+    attachments: list[_Attachment] = field(default_factory=list)  # subjects before their attachments
 
     def blobs(self) -> list[Descriptor]:
+        """The image's own blobs (what reports count as its size)."""
         seen: dict[Digest, Descriptor] = {}
         for m in self.images:
             for b in m.blobs():
                 seen.setdefault(b.digest, b)
         return list(seen.values())
+
+    def sourced_blobs(self) -> list[tuple[Descriptor, Store]]:
+        """Every blob of the graph, attachments' too, with the place it is read from."""
+        out = [(b, self.job.src) for b in self.blobs()]
+        seen = {b.digest for b, _ in out}
+        for a in self.attachments:
+            for b in a.manifest.blobs():
+                if b.digest not in seen:
+                    seen.add(b.digest)
+                    out.append((b, a.attached.src))
+        return out
 
     def platforms(self) -> list[str]:
         if isinstance(self.root, ImageIndex):
@@ -98,7 +158,7 @@ def resolve(job: CopyJob) -> _Resolved:
     """Fetch the root manifest and the children it keeps; --platform filtering builds a new index."""
     root = job.src.fetch_manifest(job.ref)
     if isinstance(root, ImageManifest):
-        return _Resolved(job, root, [root])
+        return _Resolved(job, root, [root], _resolve_attachments(job, [root.digest]))
     children = list(root.manifests)
     if job.platforms:
         kept = [c for c in children if c.platform and any(p.matches(c.platform) for p in job.platforms)]
@@ -116,7 +176,50 @@ def resolve(job: CopyJob) -> _Resolved:
         if isinstance(m, ImageIndex):
             raise InputError(f"image {job.name}: nested indexes are not supported ({child.digest})")
         images.append(m)
-    return _Resolved(job, root, images)
+    return _Resolved(job, root, images, _resolve_attachments(job, [root.digest] + [m.digest for m in images]))
+
+
+def _resolve_attachments(job: CopyJob, subjects: list[Digest]) -> list[_Attachment]:
+    """The job's given attachments, then (with ``discover``) what the source holds for each subject
+    and, breadth first, for each attachment found."""
+    out: list[_Attachment] = []
+    seen: set[tuple[Digest, str]] = set()
+
+    def add(attached: Attached) -> bool:
+        att = attached.attachment
+        key = (att.digest, att.tag or "")
+        if key in seen:
+            return False
+        if len(out) >= MAX_ATTACHMENTS:
+            raise InputError(f"image {job.name}: more than {MAX_ATTACHMENTS} attachments at {job.src.description}")
+        manifest = attached.src.fetch_manifest(str(att.digest))
+        if not isinstance(manifest, ImageManifest) or manifest.digest != att.digest:
+            # An index as an attachment (a multi-platform SBOM) is not carried yet; say so, do not guess.
+            raise InputError(f"image {job.name}: attachment {att.digest} at {attached.src.description} "
+                             "is not an image manifest (attachment indexes are not supported)")
+        seen.add(key)
+        out.append(_Attachment(attached, manifest))
+        return True
+
+    for given in job.attach:
+        add(given)
+    if job.discover is None:
+        return out
+    level = list(subjects)
+    for _ in range(MAX_ATTACHMENT_DEPTH):
+        found: list[Digest] = []
+        for subject in level:
+            try:
+                listed = job.src.attachments(subject)
+            except RegistryError:
+                continue  # a registry that refuses the lookup has nothing to carry for it
+            for att in listed:
+                if job.discover(att) and add(Attached(att, job.src)):
+                    found.append(att.digest)
+        if not found:
+            break
+        level = found
+    return out
 
 
 def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iterator[bytes]:
@@ -170,15 +273,13 @@ class CopyEngine:
         # Which blobs each destination lacks; a blob lacking in several repositories of one place
         # is uploaded once and mounted into the others.
         pairs: dict[tuple[str, Digest], tuple[Store, Descriptor]] = {}
-        for r in todo:
-            for b in r.blobs():
-                pairs.setdefault((r.job.dst.description, b.digest), (r.job.dst, b))
-        pair_list = list(pairs.values())
-        exists = self._map(lambda p: p[0].blob_exists(p[1]), pair_list)
         sources: dict[Digest, Store] = {}
         for r in todo:
-            for b in r.blobs():
-                sources.setdefault(b.digest, r.job.src)
+            for b, src in r.sourced_blobs():
+                pairs.setdefault((r.job.dst.description, b.digest), (r.job.dst, b))
+                sources.setdefault(b.digest, src)
+        pair_list = list(pairs.values())
+        exists = self._map(lambda p: p[0].blob_exists(p[1]), pair_list)
         have_in_place: dict[tuple[str, Digest], Store] = {}
         missing: list[tuple[Store, Descriptor]] = []
         for (dst, b), ok in zip(pair_list, exists):
@@ -209,7 +310,8 @@ class CopyEngine:
             report.blobs_uploaded = len(uploads)
             report.bytes_uploaded = sum(b.size for _, b in uploads)
             report.blobs_mounted = len(mounts)
-            report.images = [self._result(r, "present" if p else "planned") for r, p in zip(resolved, present)]
+            for r, p in zip(resolved, present):
+                report.images.extend(self._results(r, "present" if p else "planned"))
             report.seconds = time.monotonic() - t0
             return report
 
@@ -231,8 +333,9 @@ class CopyEngine:
         pushed = self._map(self._push_manifests, todo)
         report.manifests_pushed = sum(pushed)
         for r, p in zip(resolved, present):
-            result = self._result(r, "present" if p else "copied")
-            report.images.append(result)
+            results = self._results(r, "present" if p else "copied")
+            report.images.extend(results)
+            result = results[0]
             if result.kind != "image":
                 continue
             self.progress.note(f"{'=' if p else '+'} {result.destination}:{','.join(result.tags) or result.digest} "
@@ -268,14 +371,27 @@ class CopyEngine:
         return keep, moved + mounts
 
     def _already_there(self, r: _Resolved) -> bool:
+        dst = r.job.dst
         if r.job.tags:
-            return all(r.job.dst.resolve_tag(t) == r.root.digest for t in r.job.tags)
-        return r.job.dst.manifest_exists(r.root.digest)
+            there = all(dst.resolve_tag(t) == r.root.digest for t in r.job.tags)
+        else:
+            there = dst.manifest_exists(r.root.digest)
+        if not there:
+            return False
+        return all(dst.has_attachment(a.att) for a in r.attachments)
 
-    def _result(self, r: _Resolved, status: str) -> ImageResult:
-        return ImageResult(name=r.job.name, destination=r.job.dst.description, tags=list(r.job.tags),
+    def _results(self, r: _Resolved, status: str) -> list[ImageResult]:
+        """The job's own line, then one per attachment (``present`` when the destination had it)."""
+        out = [ImageResult(name=r.job.name, destination=r.job.dst.description, tags=list(r.job.tags),
                            digest=str(r.root.digest), media_type=r.root.media_type, platforms=r.platforms(),
-                           status=status, blob_bytes=sum(b.size for b in r.blobs()), kind=r.job.kind)
+                           status=status, blob_bytes=sum(b.size for b in r.blobs()), kind=r.job.kind)]
+        for a in r.attachments:
+            att = a.att
+            out.append(ImageResult(name=f"{r.job.name} {att.kind}", destination=r.job.dst.description,
+                                   tags=[att.tag] if att.tag else [], digest=str(att.digest),
+                                   media_type=a.manifest.media_type, platforms=[], status=status,
+                                   blob_bytes=sum(b.size for b in a.manifest.blobs()), kind=att.kind))
+        return out
 
     def _body(self, src: Store, desc: Descriptor, count: bool, rehash: bool = True) -> Iterator[bytes]:
         with src.open_blob(desc) as chunks:
@@ -300,7 +416,7 @@ class CopyEngine:
                 rehash = not (self._verified and dst.checks_digests_on_write)
                 dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1, rehash=rehash))
                 return
-            except Transient:
+            except TransientError:
                 if attempt >= self.retries:
                     raise
                 time.sleep(0.5 * 2 ** (attempt - 1))
@@ -324,6 +440,15 @@ class CopyEngine:
                 if not dst.manifest_exists(child.digest):
                     self._put_manifest(r, child)
                     n += 1
+        if any(a.att.found_by == REFERRER and a.att.subject == r.root.digest for a in r.attachments) \
+                and r.job.tags and not dst.manifest_exists(r.root.digest):
+            # A referrer's subject goes first: some registries index a subject only once it exists.
+            self._put_manifest(r, r.root)
+            n += 1
+        for a in r.attachments:  # in resolution order: every subject before what refers to it
+            if not dst.has_attachment(a.att):
+                self._put_attachment(r, a)
+                n += 1
         if not r.job.tags:
             if not dst.manifest_exists(r.root.digest):
                 self._put_manifest(r, r.root)
@@ -356,3 +481,15 @@ class CopyEngine:
             if image is not manifest:
                 r.job.dst.put_manifest(image)
         r.job.dst.put_manifest(manifest, tag)
+
+    def _put_attachment(self, r: _Resolved, a: _Attachment) -> None:
+        """Push one attachment, with the same lost-content fallback as images (Nexus)."""
+        try:
+            r.job.dst.put_attachment(a.manifest, a.att)
+            return
+        except ManifestBlobUnknown:
+            self.progress.note(f"! {r.job.dst.description}: registry lost content of {a.att.digest.short}; "
+                               "re-uploading it without trusting HEAD")
+        for blob in a.manifest.blobs():
+            self._upload(a.attached.src, r.job.dst, blob)
+        r.job.dst.put_attachment(a.manifest, a.att)

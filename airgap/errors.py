@@ -11,6 +11,7 @@ the class's ``exit_code``; anything else is a bug and keeps its traceback.
     │   └── DigestMismatch
     ├── RegistryError           exit 4  network, TLS, HTTP errors from a registry
     │   ├── AuthError                   401/403, with the registry's own message
+    │   ├── TransientError              worth retrying from the start (the copy engine does)
     │   └── NotFound                    manifest or blob unknown
     └── BuildError              exit 5  an image build failed, or no builder (dockerd, buildah) is usable
 """
@@ -47,6 +48,11 @@ class AuthError(RegistryError):
 
 class NotFound(RegistryError):
     pass
+
+
+class TransientError(RegistryError):
+    """A failure worth retrying from the start (connection reset mid-upload, an expired token renewed);
+    the copy engine retries on it without knowing which place raised it."""
 
 
 class BuildError(AirgapError):

@@ -15,18 +15,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleManifest
+from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
-from airgap.copy import CopyEngine, CopyJob, CopyReport, MissingBlobs
+from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.emit.values import render_values
 from airgap.errors import AirgapError, InputError, RegistryError
 from airgap.outputs import OutputPlan, resolve_dir, resolve_file
+from airgap.places.base import Store
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryOptions, Target
 from airgap.releases import RECORD_REPOSITORY, check_downgrade, read_record, write_record
-from airgap.sign.cosign import signature_tag
+from airgap.model import Digest
+from airgap.sign.formats import CosignLegacy
 from airgap.sign.keys import PublicKey
 from airgap.verify import verify_blobs, verify_signatures
 
@@ -116,14 +118,13 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         outputs = _plan_outputs(reader, m, target, options, values, bundle.name)
         record = read_record(client, target, options.key, progress)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
-        src = reader.store()
         jobs: list[CopyJob] = []
         for i in m.images:
+            src = reader.store(i.name)
             dst = RegistryStore(client, repository_for(i, target, options.naming), mount=opened.profile.mount)
-            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag]))
-            for s in i.signatures:
-                jobs.append(CopyJob(f"{i.name} signature", src, s["digest"], dst, [signature_tag(s["signed"])],
-                                    kind="signature"))
+            # The image's signatures travel as attachments of its graph; the signed bundle manifest
+            # names exactly which (the scoped store resolves nothing else).
+            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag], attach=_signatures(i, src)))
         if options.push_chart and m.chart:
             from airgap import chartoci
             art = chartoci.build(reader.read_member(m.chart.path, limit=64 << 20), f"{bundle.name}:{m.chart.path}")
@@ -135,7 +136,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
             # bundle is checked first, so a damaged bundle leaves the target untouched.
             verify_blobs(reader, progress)
-            repos = [j.dst.repository for j in jobs if isinstance(j.dst, RegistryStore)]
+            repos = [j.dst.repository for j in jobs]
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = provision(opened, repos, options.create_namespaces, progress)
@@ -169,6 +170,11 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         written = outputs.write_all(reader)
     return LoadResult(report, values, written, time.monotonic() - t0, verified_by, opened.kind,
                       opened.detection.reason, created, chart_ref, chart_version)
+
+
+def _signatures(image: BundleImage, src: Store) -> list[Attached]:
+    fmt = CosignLegacy()
+    return [Attached(att, src) for s in image.signatures for att in fmt.find(src, Digest.parse(s["signed"]))]
 
 
 @dataclass

@@ -6,15 +6,12 @@ For sites with a one-way link or a DMZ registry: load the bundle into the DMZ re
 
 from __future__ import annotations
 
-from airgap.copy import CopyEngine, CopyJob, CopyReport, resolve
-from airgap.errors import AirgapError
+from airgap.copy import CopyEngine, CopyJob, CopyReport, select_attachments
 from airgap.imagesfile import ImageEntry, ImagesFile
 from airgap.model import Reference
-from airgap.model.manifest import ImageIndex
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
-from airgap.sign.cosign import signature_tag
 
 
 def target_tag(entry: ImageEntry, release: str) -> str:
@@ -30,27 +27,20 @@ def target_tag(entry: ImageEntry, release: str) -> str:
 
 def sync(images: ImagesFile, source: Target, dest: Target, *, source_options: RegistryOptions,
          dest_options: RegistryOptions, concurrency: int = 8, progress: Progress | None = None,
-         dry_run: bool = False) -> CopyReport:
+         dry_run: bool = False, attachments: str = "all") -> CopyReport:
+    """``attachments`` selects what travels with each image (airgap.copy.select_attachments): all of
+    it by default, since a mirror that drops SBOMs or signatures is not a mirror."""
     progress = progress or Progress()
     src_client = RegistryClient(source.host, source_options)
     dst_client = RegistryClient(dest.host, dest_options)
+    wanted = select_attachments(attachments)
     try:
         jobs: list[CopyJob] = []
         for entry in images.images:
             tag = target_tag(entry, images.release)
             src = RegistryStore(src_client, source.repository(entry.name))
             dst = RegistryStore(dst_client, dest.repository(entry.name))
-            job = CopyJob(entry.name, src, tag, dst, [tag])
-            jobs.append(job)
-            r = resolve(job)
-            digests = [r.root.digest] + ([m.digest for m in r.images] if isinstance(r.root, ImageIndex) else [])
-            for d in digests:
-                sig = signature_tag(d)
-                try:
-                    if src.resolve_tag(sig) is not None:
-                        jobs.append(CopyJob(f"{entry.name} signature", src, sig, dst, [sig], kind="signature"))
-                except AirgapError:
-                    pass  # a registry that refuses the lookup simply has no signature to copy
+            jobs.append(CopyJob(entry.name, src, tag, dst, [tag], discover=wanted))
         return CopyEngine(concurrency=concurrency, progress=progress, dry_run=dry_run).copy(jobs)
     finally:
         src_client.close()

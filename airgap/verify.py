@@ -14,10 +14,11 @@ from airgap.bundle.format import SIGNATURE_NAME
 from airgap.bundle.reader import BundleReader
 from airgap.errors import DigestMismatch
 from airgap.model import Descriptor
-from airgap.model.manifest import ImageIndex, ImageManifest
+from airgap.model.manifest import ImageIndex
 from airgap.progress import Progress
 from airgap.sign.blob import verify_blob
-from airgap.sign.cosign import SignatureError, verify_signature_manifest
+from airgap.sign.cosign import SignatureError
+from airgap.sign.formats import CosignLegacy, verify_any
 from airgap.sign.keys import PublicKey
 
 
@@ -54,25 +55,16 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
     verify_blob(key, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limit=4096), f"bundle {where}")
     m = reader.manifest
     report = VerifyReport(where, m.release, key.fingerprint)
-    store = reader.store()
-
-    def read_blob(desc: Descriptor) -> bytes:
-        return reader.read_member(reader.blob_member(desc.digest), limit=1 << 20)
-
+    fmt = CosignLegacy()
     for image in m.images:
+        # The same graph the load copies: the image's store, its manifests, the signatures it holds.
+        store = reader.store(image.name)
         manifests = reader.image_manifests(image)
         root = manifests[0]
         needed = [root.digest] + ([c.digest for c in manifests[1:]] if isinstance(root, ImageIndex) else [])
-        by_signed = {s.get("signed"): s for s in image.signatures}
         for digest in needed:
-            entry = by_signed.get(str(digest))
-            if entry is None:
-                raise SignatureError(f"{where}: image {image.name}:{image.tag} ({digest}) has no signature")
-            sig_manifest = store.fetch_manifest(entry["digest"])
-            if not isinstance(sig_manifest, ImageManifest):
-                raise SignatureError(f"{where}: signature {entry['digest']} is not an image manifest")
             try:
-                verified = verify_signature_manifest(sig_manifest, read_blob, key, digest)
+                verified = verify_any(fmt, store, key, digest)
             except SignatureError as exc:
                 raise SignatureError(f"{where}: image {image.name}:{image.tag} ({digest.short}): {exc}") from None
             if verified.docker_reference != image.identity:

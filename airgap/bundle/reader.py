@@ -411,11 +411,7 @@ class BundleReader:
         entries = index.get("manifests") if isinstance(index, dict) else None
         if not isinstance(entries, list):
             raise BundleError(f"{where}: member {index_name} has no manifests: list")
-        expected: dict[str, tuple[str, int]] = {}
-        for i in self.manifest.images:
-            expected[i.ref_name] = (i.digest, i.size)
-            for s in i.signatures:
-                expected[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
+        expected = self.ref_names()
         found: dict[str, tuple[str, int]] = {}
         for n, e in enumerate(entries):
             annotations = e.get("annotations") if isinstance(e, dict) else None
@@ -462,6 +458,16 @@ class BundleReader:
             if problems:
                 raise BundleError("; ".join(problems))
 
+    def ref_names(self) -> dict[str, tuple[str, int]]:
+        """``<image>:<tag>`` -> (digest, size) of every tagged manifest, as the signed manifest says:
+        each image under its tag, each signature under its cosign tag."""
+        out: dict[str, tuple[str, int]] = {}
+        for i in self.manifest.images:
+            out[i.ref_name] = (i.digest, i.size)
+            for s in i.signatures:
+                out[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
+        return out
+
     def blob_member(self, digest: Digest) -> str:
         return f"{LAYOUT_DIR}/blobs/{digest.algorithm}/{digest.hex}"
 
@@ -493,8 +499,9 @@ class BundleReader:
                 left -= len(chunk)
                 yield chunk
 
-    def store(self) -> "BundleStore":
-        return BundleStore(self)
+    def store(self, image: str = "") -> "BundleStore":
+        """The bundle as a place; with ``image`` (a name), scoped to that image's tags and attachments."""
+        return BundleStore(self, image)
 
     def image_manifests(self, image: BundleImage) -> list[Manifest]:
         """The image's root manifest/index and its children, each checked against its digest."""
@@ -553,11 +560,26 @@ class BundleReader:
 
 
 class BundleStore(Store):
-    """The bundle's OCI layout as a read-only place; every image's repository shares it."""
+    """The bundle's OCI layout as a read-only place; every image's repository shares it. Scoped to
+    one image (``repository``), its tags are that image's ref names in the signed bundle manifest,
+    so attachments are found through the same Store calls as anywhere else."""
 
-    def __init__(self, reader: BundleReader):
+    def __init__(self, reader: BundleReader, repository: str = ""):
         self.reader = reader
+        self.repository = repository
         self.description = f"bundle {reader.display}"
+        self._tags: dict[str, tuple[str, int]] | None = None
+
+    def resolve_tag(self, tag: str) -> Digest | None:
+        if not self.repository:
+            return None
+        if self._tags is None:
+            self._tags = self.reader.ref_names()
+        found = self._tags.get(f"{self.repository}:{tag}")
+        return Digest.parse(found[0]) if found else None
+
+    def manifest_exists(self, digest: Digest) -> bool:
+        return self.reader.blob_member(digest) in self.reader.members
 
     @property
     def place_key(self) -> str:

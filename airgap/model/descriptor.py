@@ -43,6 +43,8 @@ class Descriptor:
     digest: Digest
     size: int
     platform: Platform | None = None
+    #: what a referrer is (an SBOM, a signature), copied from its manifest into index entries
+    artifact_type: str = field(default="", compare=False, hash=False)
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -57,6 +59,7 @@ class Descriptor:
                 digest=Digest.parse(data["digest"]),
                 size=size,
                 platform=Platform.from_json(data.get("platform")),
+                artifact_type=str(data.get("artifactType") or ""),
                 annotations=dict(data.get("annotations") or {}),
                 raw=dict(data),
             )
@@ -71,6 +74,8 @@ class Descriptor:
             out["platform"] = {"architecture": self.platform.architecture, "os": self.platform.os}
             if self.platform.variant:
                 out["platform"]["variant"] = self.platform.variant
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         return out

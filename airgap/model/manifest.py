@@ -7,7 +7,7 @@ so it is never re-serialised on the way through.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from airgap import safejson
@@ -29,6 +29,8 @@ class ImageManifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     subject: Descriptor | None = None
+    artifact_type: str = ""        # OCI 1.1 ``artifactType``; empty for a plain image
+    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def blobs(self) -> tuple[Descriptor, ...]:
         return (self.config, *self.layers)
@@ -37,6 +39,11 @@ class ImageManifest:
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.data))
 
+    def referrer_descriptor(self) -> Descriptor:
+        """This manifest as an entry of its subject's referrers index: the image-spec says the entry
+        carries the manifest's artifact type (its own, else its config's) and annotations."""
+        return _referrer_entry(self, self.artifact_type or self.config.media_type)
+
 
 @dataclass(frozen=True)
 class ImageIndex:
@@ -44,16 +51,31 @@ class ImageIndex:
     data: bytes
     digest: Digest
     manifests: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+    artifact_type: str = ""
+    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.data))
+
+    def referrer_descriptor(self) -> Descriptor:
+        return _referrer_entry(self, self.artifact_type)
 
     def platforms(self) -> list[Platform]:
         return [d.platform for d in self.manifests if d.platform]
 
 
 Manifest = Union[ImageManifest, ImageIndex]  # a runtime alias: `X | Y` needs 3.10
+
+
+def _referrer_entry(m: Manifest, artifact_type: str) -> Descriptor:
+    out: dict[str, Any] = {"mediaType": m.media_type, "digest": str(m.digest), "size": len(m.data)}
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    if m.annotations:
+        out["annotations"] = dict(m.annotations)
+    return Descriptor.from_json(out)
 
 
 def parse_manifest(data: bytes, media_type: str | None = None, where: str = "manifest") -> Manifest:
@@ -75,15 +97,21 @@ def parse_manifest(data: bytes, media_type: str | None = None, where: str = "man
         # OCI 1.0 allowed omitting mediaType; the shape tells which it is.
         mt = MediaType.OCI_INDEX if "manifests" in doc else MediaType.OCI_MANIFEST
     digest = sha256_digest(data)
+    subject = Descriptor.from_json(doc["subject"], where) if doc.get("subject") else None
+    artifact_type = doc.get("artifactType") or ""
+    annotations = doc.get("annotations") or {}
+    if not isinstance(artifact_type, str) or not isinstance(annotations, dict) or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
+        raise InputError(f"{where}: artifactType must be a string and annotations a string map")
     if mt in INDEX_TYPES:
         children = tuple(Descriptor.from_json(d, where) for d in _list(doc, "manifests", where))
-        return ImageIndex(mt, data, digest, children)
+        return ImageIndex(mt, data, digest, children, subject, artifact_type, dict(annotations))
     if mt in MANIFEST_TYPES:
         if "config" not in doc:
             raise InputError(f"{where}: image manifest has no config")
         layers = tuple(Descriptor.from_json(d, where) for d in _list(doc, "layers", where))
-        subject = Descriptor.from_json(doc["subject"], where) if doc.get("subject") else None
-        return ImageManifest(mt, data, digest, Descriptor.from_json(doc["config"], where), layers, subject)
+        return ImageManifest(mt, data, digest, Descriptor.from_json(doc["config"], where), layers, subject,
+                             artifact_type, dict(annotations))
     raise InputError(f"{where}: unsupported manifest media type {mt!r} (Docker schema 1 is not supported)")
 
 

@@ -1,8 +1,14 @@
 """The interface every place implements, scoped to one repository.
 
 Call order for a destination (the copy engine keeps it): blobs, then child manifests, then the
-root manifest with its tags. A destination may rely on that order: when ``put_manifest`` is called
-with a tag, every blob and child manifest it references is already in place.
+attachments (signatures, SBOMs: :mod:`airgap.model.attachment`), then the root manifest with its
+tags. A destination may rely on that order: when ``put_manifest`` is called with a tag, every blob,
+child manifest and attachment it references is already in place.
+
+How a place finds and keeps attachments is data on the store, not its type: ``referrers_api`` (OCI
+1.1 referrers endpoint), ``tag_schema`` (``sha256-<hex>`` index tags), ``cosign_tags``
+(``sha256-<hex>.sig|.att|.sbom``). The defaults here work through the place's own tags, so a new
+place gets attachments by implementing tags.
 
 Callers must verify content: ``open_blob`` hands out raw bytes; the engine wraps them in a
 :class:`~airgap.model.digest.DigestingReader` before they reach a destination.
@@ -14,9 +20,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
-from airgap.errors import AirgapError
+from airgap.errors import AirgapError, NotFound
 from airgap.model import Descriptor, Digest
-from airgap.model.manifest import Manifest
+from airgap.model.attachment import (
+    COSIGN_SUFFIXES, COSIGN_TAG, Attachment, cosign_tag, merge_referrers, referrers_tag,
+)
+from airgap.model.manifest import ImageIndex, Manifest
 
 # A fresh, verifying iterator over a blob's bytes each time it is called, so an upload that failed
 # half-way can be retried from the start without buffering anything.
@@ -31,6 +40,14 @@ class Store(ABC):
     #: the place itself refuses a blob whose bytes do not match its digest (a registry does, on
     #: commit); the engine then need not hash a blob a second time when it verified it already
     checks_digests_on_write: bool = False
+    #: the repository within the place ('' where the place has no repositories)
+    repository: str = ""
+    #: content lives across a network (a registry): worth caching locally before reading it twice
+    remote: bool = False
+    #: capabilities for attachments (see module doc)
+    referrers_api: bool = False
+    tag_schema: bool = True
+    cosign_tags: bool = True
 
     # -- reading --------------------------------------------------------------------------------
     @abstractmethod
@@ -66,6 +83,77 @@ class Store(ABC):
     @property
     def place_key(self) -> str:
         return self.description
+
+    def same_place(self, other: "Store") -> bool:
+        """``other`` is another repository of this very place (blobs can be mounted between them)."""
+        return other.place_key == self.place_key
+
+    # -- attachments ----------------------------------------------------------------------------
+    def fetch_tagged(self, tag: str) -> Manifest | None:
+        """The manifest under ``tag``, or None when there is no such tag."""
+        digest = self.resolve_tag(tag)
+        if digest is None:
+            return None
+        try:
+            return self.fetch_manifest(str(digest))
+        except NotFound:
+            return None
+
+    def list_referrers(self, subject: Digest) -> list[Descriptor]:
+        """The place's own referrers listing (override where ``referrers_api``)."""
+        return []
+
+    def referrers(self, subject: Digest) -> list[Descriptor]:
+        """Descriptors of the manifests whose ``subject`` is ``subject``, as the place lists them
+        (index entries: classify the manifests themselves, :func:`~airgap.model.attachment.classify`)."""
+        if self.referrers_api:
+            return self.list_referrers(subject)
+        if self.tag_schema:
+            index = self.fetch_tagged(referrers_tag(subject))
+            return list(index.manifests) if isinstance(index, ImageIndex) else []
+        return []
+
+    def attachments(self, subject: Digest) -> list[Attachment]:
+        """Every attachment of ``subject`` here: its referrers, then cosign's tags."""
+        out: list[Attachment] = []
+        for desc in self.referrers(subject):
+            manifest = self.fetch_manifest(str(desc.digest))
+            # A listing is a hint; the manifest says what it refers to (a stale or planted entry is skipped).
+            if manifest.subject is not None and manifest.subject.digest == subject:
+                out.append(Attachment.of(subject, manifest))
+        if self.cosign_tags:
+            for suffix in COSIGN_SUFFIXES:
+                tag = cosign_tag(subject, suffix)
+                manifest = self.fetch_tagged(tag)
+                if manifest is not None:
+                    out.append(Attachment.of(subject, manifest, tag))
+        return out
+
+    def has_attachment(self, att: Attachment) -> bool:
+        if att.found_by == COSIGN_TAG:
+            return self.resolve_tag(att.tag or "") == att.digest
+        if not self.manifest_exists(att.digest):
+            return False
+        if self.referrers_api or not self.tag_schema:
+            return True  # the place indexes a manifest by its subject itself
+        return any(d.digest == att.digest for d in self.referrers(att.subject))
+
+    def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
+        """Write an attachment whose blobs are in place: under its cosign tag, or by digest and, where
+        the place has no referrers API, merged into the subject's tag-schema index."""
+        if att.found_by == COSIGN_TAG:
+            self.put_manifest(manifest, att.tag)
+            return
+        self.put_manifest(manifest)
+        if not self.referrers_api and self.tag_schema:
+            self.add_to_tag_schema(att)
+
+    def add_to_tag_schema(self, att: Attachment) -> None:
+        tag = referrers_tag(att.subject)
+        existing = self.fetch_tagged(tag)
+        merged = merge_referrers(existing if isinstance(existing, ImageIndex) else None, att.descriptor)
+        if merged is not None:
+            self.put_manifest(merged, tag)
 
 
 def read_small(store: Store, desc: Descriptor, limit: int = 1 << 20) -> bytes:

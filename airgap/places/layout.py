@@ -26,9 +26,13 @@ LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 
 
 class LayoutStore(Store):
-    def __init__(self, root: Path, *, create: bool = False):
+    """``repository`` scopes tags to one image of a layout holding several, as a bundle's does
+    (ref.name ``<repository>:<tag>``), so ``sha256-<hex>.sig`` of two images never collide."""
+
+    def __init__(self, root: Path, *, create: bool = False, repository: str = ""):
         self.root = Path(root)
-        self.description = f"OCI layout {self.root}"
+        self.repository = repository
+        self.description = f"OCI layout {self.root}" + (f" ({repository})" if repository else "")
         self._lock = threading.Lock()
         if create:
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -76,9 +80,13 @@ class LayoutStore(Store):
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- Store ----------------------------------------------------------------------------------
+    def ref_name(self, tag: str) -> str:
+        return f"{self.repository}:{tag}" if self.repository else tag
+
     def resolve_tag(self, tag: str) -> Digest | None:
+        name = self.ref_name(tag)
         for entry in self.entries():
-            if entry.get("annotations", {}).get(REF_NAME) == tag:
+            if entry.get("annotations", {}).get(REF_NAME) == name:
                 return Digest.parse(entry["digest"])
         return None
 
@@ -87,7 +95,7 @@ class LayoutStore(Store):
             digest = Digest.parse(ref)
             media_type = None
         else:
-            found = [e for e in self.entries() if e.get("annotations", {}).get(REF_NAME) == ref]
+            found = [e for e in self.entries() if e.get("annotations", {}).get(REF_NAME) == self.ref_name(ref)]
             if not found:
                 # A layout is local input (oci:DIR:REF, the build store): a wrong name is the user's to fix.
                 raise InputError(f"{self.description}: no image tagged {ref!r} "
@@ -133,9 +141,10 @@ class LayoutStore(Store):
             atomic_write(path, manifest.data)
         if tag is None:
             return
+        name = self.ref_name(tag)
         with self._index_locked():
-            entries = [e for e in self.entries() if e.get("annotations", {}).get(REF_NAME) != tag]
+            entries = [e for e in self.entries() if e.get("annotations", {}).get(REF_NAME) != name]
             desc = manifest.descriptor.to_json()
-            desc["annotations"] = {REF_NAME: tag}
+            desc["annotations"] = {REF_NAME: name}
             entries.append(desc)
             atomic_write(self.root / "index.json", self._index_bytes(entries))

@@ -13,6 +13,9 @@ from airgap.places.base import Store
 
 
 class MemoryStore(Store):
+    # It lists its own manifests by subject: a referrers API of sorts, so nothing needs a tag-schema index.
+    referrers_api = True
+
     def __init__(self, description: str = "memory", blobs: dict[Digest, bytes] | None = None,
                  manifests: dict[str, Manifest] | None = None):
         self.description = description
@@ -43,3 +46,14 @@ class MemoryStore(Store):
 
     def blob_exists(self, desc: Descriptor) -> bool:
         return desc.digest in self._blobs
+
+    def manifest_exists(self, digest: Digest) -> bool:
+        return str(digest) in self._manifests
+
+    def resolve_tag(self, tag: str) -> Digest | None:
+        m = self._manifests.get(tag)
+        return m.digest if m is not None else None
+
+    def list_referrers(self, subject: Digest) -> list[Descriptor]:
+        seen = {m.digest: m for m in self._manifests.values() if m.subject is not None and m.subject.digest == subject}
+        return [m.referrer_descriptor() for m in seen.values()]

@@ -4,29 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from weakref import WeakKeyDictionary
 
 import httpx
 
 from airgap.errors import ManifestBlobUnknown, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
+from airgap.model.attachment import COSIGN_TAG, Attachment
 from airgap.model.digest import CHUNK
-from airgap.model.manifest import MAX_MANIFEST_BYTES, Manifest
-from airgap.model.mediatypes import MANIFEST_ACCEPT
+from airgap.model.manifest import MAX_MANIFEST_BYTES, ImageIndex, Manifest
+from airgap.model.mediatypes import MANIFEST_ACCEPT, MediaType
 from airgap.places.base import BlobBody, Store
 from airgap.registry.auth import error_text
-from airgap.registry.client import RegistryClient, Transient
+from airgap.registry.client import RegistryClient
+
+MAX_REFERRER_PAGES = 16  # a referrers listing is paginated with Link headers; more pages is a broken server
+
+# Whether a registry has the referrers API, asked once per client (every repository shares the answer).
+_REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()
 
 
 class RegistryStore(Store):
     # PUT ...?digest= commits an upload only when the bytes hash to that digest (distribution-spec).
     checks_digests_on_write = True
+    remote = True
 
-    def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True):
+    def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True,
+                 referrers_api: bool | None = None):
         self.client = client
         self.repository = repository
         # False where the registry cannot mount (Nexus) or mounts only when enabled (ECR): asking
         # would cost a POST and a cancelled upload session per blob.
         self.mount = mount
+        # None: probed on first use (GET .../referrers/<digest>: 200 means the API, 404 means none).
+        if referrers_api is not None:
+            _REFERRERS_API[client] = referrers_api
         self.description = f"{client.host}/{repository}"
         self._pull = f"repository:{repository}:pull"
         self._push = f"repository:{repository}:pull,push"
@@ -34,6 +46,43 @@ class RegistryStore(Store):
     @property
     def place_key(self) -> str:
         return f"registry:{self.client.host}"
+
+    @property  # type: ignore[override]
+    def referrers_api(self) -> bool:
+        known = _REFERRERS_API.get(self.client)
+        if known is None:
+            probe = Digest("sha256", "0" * 64)
+            known = self._referrers_page(self._path("referrers", str(probe))) is not None
+            _REFERRERS_API[self.client] = known
+        return known
+
+    def _referrers_page(self, url: str) -> tuple[ImageIndex, str | None] | None:
+        """One page of a referrers listing and the next page's URL; None when the registry has no API."""
+        resp = self.client.request("GET", url, scope=self._pull, headers={"Accept": MediaType.OCI_INDEX},
+                                   ok=(200, 400, 404, 405, 501), what=f"referrers listing of {self.repository}")
+        if resp.status_code != 200:
+            return None  # no such endpoint: Distribution 2.8 answers 404, some proxies 400/405
+        if len(resp.content) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"registry {self.client.host}: referrers listing of {self.repository} is over 4 MiB")
+        index = parse_manifest(resp.content, MediaType.OCI_INDEX, where=f"{self.description} referrers")
+        if not isinstance(index, ImageIndex):
+            raise RegistryError(f"registry {self.client.host}: referrers listing of {self.repository} "
+                                "is not an image index")
+        nxt = resp.links.get("next", {}).get("url")
+        return index, (str(resp.url.join(nxt)) if nxt else None)
+
+    def list_referrers(self, subject: Digest) -> list[Descriptor]:
+        out: list[Descriptor] = []
+        url: str | None = self._path("referrers", str(subject))
+        for _ in range(MAX_REFERRER_PAGES):
+            if url is None:
+                break
+            page = self._referrers_page(url)
+            if page is None:
+                break
+            out.extend(page[0].manifests)
+            url = page[1]
+        return out
 
     def _path(self, kind: str, ref: str = "") -> str:
         return f"{self.client.repo_path(self.repository)}/{kind}/{ref}"
@@ -104,7 +153,7 @@ class RegistryStore(Store):
                                    ok=(201, 202), what=what)
 
     def mount_blob(self, desc: Descriptor, source: Store) -> bool:
-        if not self.mount or not isinstance(source, RegistryStore) or source.client.host != self.client.host:
+        if not self.mount or not self.same_place(source) or not source.repository:
             return False
         scope = f"{self._push} repository:{source.repository}:pull"
         resp = self._start_upload({"mount": str(desc.digest), "from": self.client.api_name(source.repository)}, scope,
@@ -135,17 +184,7 @@ class RegistryStore(Store):
         # Nexus all accept. Content-Length is set so no proxy has to buffer a chunked body.
         patch_url = self._location(resp, loc)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        # Credentials only to the registry itself: an upload Location may point at other storage.
-        auth = self.client.auth.header_for(self._push) if self.client.same_origin(patch_url) else None
-        if auth:
-            headers["Authorization"] = auth
-        try:
-            presp = self.client.http.request("PATCH", patch_url, headers=headers, content=body())
-        except httpx.TransportError as exc:
-            raise Transient(f"registry {self.client.host}: {what} broke off: {exc}") from None
-        if presp.status_code in (401, 403) and auth and self.client.auth.renew(presp):
-            # The token expired while we streamed (ECR, 12 h): the engine retries with the new one.
-            raise Transient(f"registry {self.client.host}: {what}: credentials expired, renewed")
+        presp = self.client.upload("PATCH", patch_url, scope=self._push, headers=headers, body=body(), what=what)
         if presp.status_code not in (201, 202, 204):
             self.client.raise_for(presp, what)
         put_loc = presp.headers.get("location") or loc
@@ -154,14 +193,30 @@ class RegistryStore(Store):
         self.client.request("PUT", f"{put_url}{sep}digest={desc.digest}", scope=self._push,
                             headers={"Content-Length": "0"}, ok=(201, 204), what=what)
 
+    def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
+        if att.found_by == COSIGN_TAG:
+            self.put_manifest(manifest, att.tag)
+            return
+        resp = self._put(manifest, None)
+        # distribution-spec: a registry that indexed the subject says so with OCI-Subject; without
+        # it the client keeps the tag-schema index itself (Distribution 2.8, Nexus).
+        if resp is None or "oci-subject" not in resp.headers:
+            if self.tag_schema:
+                self.add_to_tag_schema(att)
+        else:
+            _REFERRERS_API.setdefault(self.client, True)
+
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
+        self._put(manifest, tag)
+
+    def _put(self, manifest: Manifest, tag: str | None) -> httpx.Response | None:
         ref = tag or str(manifest.digest)
         what = f"push of manifest {self.repository}:{ref}"
         resp = self.client.request("PUT", self._path("manifests", ref), scope=self._push,
                                    headers={"Content-Type": manifest.media_type}, content=manifest.data,
                                    ok=(200, 201, 202, 204, 400, 409, 412), what=what)
         if resp.status_code < 300:
-            return
+            return resp
         codes = _error_codes(resp)
         if codes & {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"}:
             raise ManifestBlobUnknown(f"registry {self.client.host}: {what}: it lacks content the manifest "
@@ -172,12 +227,13 @@ class RegistryStore(Store):
             # when the tag already names this very digest: then there is nothing to do.
             have = self.resolve(tag)
             if have == manifest.digest:
-                return
+                return None
             if have is not None:
                 raise RegistryError(f"registry {self.client.host}: tag {self.repository}:{tag} is immutable and "
                                     f"points at {have}, not {manifest.digest} ({error_text(resp)}); "
                                     "push under a new tag or lift the immutability rule")
         self.client.raise_for(resp, what)
+        return None  # raise_for raised
 
 
 def _error_codes(resp: httpx.Response) -> set[str]:

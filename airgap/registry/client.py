@@ -25,7 +25,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from airgap.model.reference import HOST_RE, api_host, canonical_registry
-from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError
+from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError, TransientError
 from airgap.registry import credentials as creds
 from airgap.registry.auth import Authenticator, error_text
 
@@ -48,7 +48,7 @@ log = logging.getLogger("airgap.registry")
 _SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
 
 
-class Transient(RegistryError):
+class Transient(TransientError):
     """A failure worth retrying from the start (connection reset mid-upload, 5xx on a stream)."""
 
 
@@ -428,6 +428,24 @@ class RegistryClient:
 
     def transport_error(self, exc: httpx.TransportError) -> RegistryError:
         return self._transport_error(exc)
+
+    def upload(self, method: str, url: str, *, scope: str, headers: dict[str, str], body: Iterable[bytes],
+               what: str) -> httpx.Response:
+        """One request with a streamed body (a blob PATCH to an upload Location). Not retried here: the
+        body is spent, so failures that are worth a retry raise Transient and the caller restarts the
+        body. Credentials go only to the registry's own origin, never to storage a Location points at."""
+        h = dict(headers)
+        auth = self.auth.header_for(scope) if self.same_origin(url) else None
+        if auth:
+            h["Authorization"] = auth
+        try:
+            resp = self.http.request(method, url, headers=h, content=body)
+        except httpx.TransportError as exc:
+            raise Transient(f"registry {self.host}: {what} broke off: {exc}") from None
+        if resp.status_code in (401, 403) and auth and self.auth.renew(resp):
+            # The token expired while we streamed (ECR, 12 h): a retry goes with the new one.
+            raise Transient(f"registry {self.host}: {what}: credentials expired, renewed")
+        return resp
 
     def raise_for(self, resp: httpx.Response, what: str) -> None:
         msg = error_text(resp)

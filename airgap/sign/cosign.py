@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 from airgap.errors import AirgapError
 from airgap.model import Descriptor, Digest, sha256_digest
+from airgap.model.attachment import COSIGN_SIMPLESIGNING, COSIGN_TAG, Attachment
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
+from airgap.places.memory import MemoryStore
 from airgap.sign.keys import PrivateKey, PublicKey
 
-SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIMPLE_SIGNING = COSIGN_SIMPLESIGNING
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
 
@@ -59,6 +61,15 @@ class SignatureArtifact:
     @property
     def tag(self) -> str:
         return signature_tag(self.signed)
+
+    @property
+    def attachment(self) -> Attachment:
+        return Attachment(self.signed, self.manifest.descriptor, SIMPLE_SIGNING, COSIGN_TAG, self.tag)
+
+    def store(self) -> MemoryStore:
+        """A place holding just this signature, for the copy engine to copy it from."""
+        return MemoryStore(f"signature of {self.signed.short}", dict(self.blobs),
+                           {str(self.manifest.digest): self.manifest, self.tag: self.manifest})
 
 
 def sign_image(key: PrivateKey, docker_reference: str, digest: Digest) -> SignatureArtifact:

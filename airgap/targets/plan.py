@@ -19,12 +19,11 @@ credentials carry push rights, with no tag or manifest written.
 from __future__ import annotations
 
 from airgap.bundle.format import BundleManifest
-from airgap.copy import CopyJob
+from airgap.copy import Attached, CopyJob
 from airgap.errors import AirgapError, InputError, RegistryError
 from airgap.model import Descriptor
 from airgap.model.manifest import ImageManifest
-from airgap.places.base import read_small
-from airgap.places.registry import RegistryStore
+from airgap.places.base import Store, read_small
 from airgap.progress import Progress
 from airgap.sign.cosign import verify_signature_manifest
 from airgap.sign.keys import PublicKey
@@ -35,7 +34,7 @@ class TagConflict(RegistryError):
     """A tag on the target holds other content and may not (or cannot) be moved."""
 
 
-def _existing_signature_ok(dst: RegistryStore, tag: str, signed: str, identity: str,
+def _existing_signature_ok(dst: Store, tag: str, signed: str, identity: str,
                            key: PublicKey | None) -> str:
     """'' when the tag on the target already holds a valid signature of ``signed``; else the reason."""
     if key is None:
@@ -79,15 +78,15 @@ def _immutability(opened: OpenTarget):
 def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget, key: PublicKey | None,
               progress: Progress) -> list[CopyJob]:
     identities = {i.name: i.identity for i in manifest.images}
-    signed_of = {s["digest"]: s["signed"] for i in manifest.images for s in i.signatures}
     out: list[CopyJob] = []
     conflicts: list[str] = []
     immutable = _immutability(opened)
     for job in jobs:
         dst = job.dst
-        if not isinstance(dst, RegistryStore) or not job.tags:
+        if not dst.remote or not job.tags:
             out.append(job)
             continue
+        job.attach = _plan_signatures(job, identities.get(job.name, ""), key, immutable, conflicts, progress)
         tag = job.tags[0]
         have = dst.resolve_tag(tag)
         want = job.ref if job.ref.startswith("sha256:") else str(job.src.fetch_manifest(job.ref).digest)
@@ -95,18 +94,6 @@ def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget,
             out.append(job)
             continue
         where = f"{dst.description}:{tag}"
-        if job.kind == "signature":
-            image = job.name[:-len(" signature")]
-            reason = _existing_signature_ok(dst, tag, signed_of.get(job.ref, ""), identities.get(image, ""), key)
-            if not reason:
-                progress.note(f"= {where}: signed already by this key; the signature there is kept")
-                out.append(CopyJob(job.name, dst, tag, dst, [tag], kind="signature"))
-                continue
-            if immutable(dst.repository) is not False:
-                conflicts.append(f"{where} holds another signature ({reason})")
-                continue
-            out.append(job)
-            continue
         if job.name.startswith("chart "):
             raise InputError(f"{job.name.split(' ', 1)[1]} version {tag}: {where} already holds a different chart "
                              f"({str(have)[:19]}, this bundle has {want[:19]}); a changed chart needs a new "
@@ -123,6 +110,32 @@ def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget,
                           f"({len(conflicts)}): {'; '.join(conflicts[:3])}"
                           f"{' ...' if len(conflicts) > 3 else ''}. Nothing was pushed")
     return out
+
+
+def _plan_signatures(job: CopyJob, identity: str, key: PublicKey | None, immutable, conflicts: list[str],
+                     progress: Progress) -> list[Attached]:
+    """The job's attachments that go under a tag, minus those the target holds validly already."""
+    keep: list[Attached] = []
+    dst = job.dst
+    for attached in job.attach:
+        att = attached.attachment
+        if att.tag is None:
+            keep.append(attached)
+            continue
+        have = dst.resolve_tag(att.tag)
+        if have is None or have == att.digest:
+            keep.append(attached)
+            continue
+        where = f"{dst.description}:{att.tag}"
+        reason = _existing_signature_ok(dst, att.tag, str(att.subject), identity, key)
+        if not reason:
+            progress.note(f"= {where}: signed already by this key; the signature there is kept")
+            continue
+        if immutable(dst.repository) is not False:
+            conflicts.append(f"{where} holds another signature ({reason})")
+            continue
+        keep.append(attached)
+    return keep
 
 
 def check_push_access(opened: OpenTarget, repository: str) -> None:
