@@ -13,6 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from airgap.copy import Attached, CopyEngine, CopyJob, select_attachments
@@ -218,3 +219,48 @@ def test_sync_carries_oras_referrers_byte_identical_and_merges_at_the_destinatio
                               f"{dst.host}/inner", "--from-insecure", "--to-insecure", "--json").stdout)
     assert again["manifests_pushed"] == 0 and again["blobs_uploaded"] == 0
     assert all(i["status"] == "present" for i in again["images"] + again["attachments"] + again["signatures"])
+
+
+@pytest.fixture
+def referrers_registry(registry_factory):
+    """A Distribution with the referrers API in front (tests/referrers_standin.py)."""
+    from referrers_standin import ReferrersStandIn
+    standin = ReferrersStandIn(registry_factory().host)
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+def test_referrers_go_through_the_api_where_the_target_has_one_and_back_to_the_tag_schema(
+        tmp_path, registry_factory, referrers_registry, oras):
+    src, plain = registry_factory(), registry_factory()
+    api = referrers_registry
+    layout = tmp_path / "layout"
+    digest = add_image(layout, "app", layers=[LayerSpec(size=1 << 16, seed=9)])
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:app",
+                    f"docker://{src.host}/site/app:1.0"], check=True, capture_output=True)
+    sbom = _attach_with_oras(oras, f"{src.host}/site/app@{digest}", SBOM_TYPE, "sbom.json", b'{"spdx":2}', tmp_path)
+    sig = _attach_with_oras(oras, f"{src.host}/site/app@{sbom}", SIG_TYPE, "sig.txt", b"sbom signature", tmp_path)
+    md = write_images_md(tmp_path / "SYNC.md", "1.0", [{"name": "app", "source": "oci:x:y", "tag": "1.0"}])
+
+    def sync(a: str, b: str) -> dict:
+        return json.loads(airgap("sync", "--images", str(md), "--from", a, "--to", b, "--from-insecure",
+                                 "--to-insecure", "--json").stdout)
+
+    sync(f"{src.host}/site", f"{api.host}/mid")
+    # the registry indexed them by subject (OCI-Subject): no tag-schema index was written there
+    tags = httpx.get(f"http://{api.host}/v2/mid/app/tags/list").json()["tags"]
+    assert tags == ["1.0"], tags
+    assert {e["digest"] for e in api.listed[("mid/app", digest)].values()} == {sbom}
+    assert {e["digest"] for e in api.listed[("mid/app", sbom)].values()} == {sig}
+    listed = _oras(oras, "discover", "--distribution-spec", "v1.1-referrers-api", "--format", "json",
+                   f"{api.host}/mid/app@{digest}", cwd=tmp_path)
+    assert sbom in listed
+
+    # read back through the API (discovery) and written where there is none, as a tag-schema index
+    queries = api.queries
+    report = sync(f"{api.host}/mid", f"{plain.host}/inner")
+    assert api.queries > queries
+    assert {a["digest"] for a in report["attachments"] + report["signatures"]} == {sbom, sig}
+    assert _discover(oras, f"{plain.host}/inner/app", digest, tmp_path) == {(SBOM_TYPE, sbom), (SIG_TYPE, sig)}
