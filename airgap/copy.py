@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError, ManifestBlobUnknown
+from airgap.errors import (AirgapError, DigestMismatch, InputError, ManifestBlobUnknown, MissingBlobs,
+                           Transient)
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import Store
 from airgap.progress import Progress
-from airgap.registry.client import Transient
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -129,16 +129,6 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
     if n != desc.size:
         raise DigestMismatch(f"blob {desc.digest} from {src.description}", str(desc.digest),
                              f"{n} bytes where {desc.size} were expected (changed since it was verified)")
-
-
-class MissingBlobs(BundleError):
-    """Blobs the source does not hold and the destination lacks (a delta loaded without its base)."""
-
-    def __init__(self, blobs: list[Descriptor], hint: str = ""):
-        self.blobs = blobs
-        names = ", ".join(str(b.digest) for b in blobs[:5]) + (f" and {len(blobs) - 5} more" if len(blobs) > 5 else "")
-        super().__init__(f"{len(blobs)} blobs are neither in the bundle nor in the target: {names}"
-                         + (f"; {hint}" if hint else "") + ". Nothing was pushed")
 
 
 class CopyEngine:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyEngine, CopyJob
-from airgap.errors import AirgapError, BundleError, NotFound, RegistryError
+from airgap.errors import AirgapError, DowngradeRefused, NotFound, RegistryError
 from airgap.model import Descriptor, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
@@ -37,10 +37,6 @@ ARTIFACT_TYPE = "application/vnd.airgap.load-record.v1"
 MANIFEST_MEDIA = "application/vnd.airgap.bundle.manifest.v1+json"
 SIGNATURE_MEDIA = "application/vnd.airgap.bundle.signature.v1"
 EMPTY = b"{}"
-
-
-class DowngradeRefused(BundleError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def parse_head(head: Head, where: str, key: PublicKey | None) -> BundleManifest:
     """Signature over the raw bytes first (with ``key``), then the bounded, typed parse."""
     if key is not None:
         if head.signature is None:
-            from airgap.sign.cosign import SignatureError
+            from airgap.errors import SignatureError
             raise SignatureError(f"{where} is not signed (no {SIGNATURE_NAME}); make it with `airgap bundle --key`, "
                                  "or load it with --insecure-skip-verify")
         from airgap.sign.blob import verify_blob

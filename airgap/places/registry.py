@@ -7,14 +7,14 @@ from contextlib import contextmanager
 
 import httpx
 
-from airgap.errors import ManifestBlobUnknown, RegistryError
+from airgap.errors import ManifestBlobUnknown, RegistryError, Transient
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.manifest import MAX_MANIFEST_BYTES, Manifest
 from airgap.model.mediatypes import MANIFEST_ACCEPT
 from airgap.places.base import BlobBody, Store
 from airgap.registry.auth import error_text
-from airgap.registry.client import RegistryClient, Transient
+from airgap.registry.client import RegistryClient
 
 
 class RegistryStore(Store):

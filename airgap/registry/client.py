@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from airgap.model.reference import HOST_RE, api_host, canonical_registry
-from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError
+from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError, Transient
 from airgap.registry import credentials as creds
 from airgap.registry.auth import Authenticator, error_text
 
@@ -46,10 +46,6 @@ http_log = logging.getLogger("airgap.http")
 log = logging.getLogger("airgap.registry")
 # Query parameters safe to show in a log line; anything else (CDN signatures, upload state) is masked.
 _SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
-
-
-class Transient(RegistryError):
-    """A failure worth retrying from the start (connection reset mid-upload, 5xx on a stream)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from airgap.sign.cosign import SignatureError
+from airgap.errors import SignatureError
 from airgap.sign.keys import PrivateKey, PublicKey
 
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airgap.errors import AirgapError
+from airgap.errors import SignatureError
 from airgap.model import Descriptor, Digest, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
@@ -28,11 +28,6 @@ SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
 
-
-class SignatureError(AirgapError):
-    """An image or bundle signature is missing or does not verify."""
-
-    exit_code = 3
 
 
 def signature_tag(digest: Digest | str) -> str:

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from airgap.errors import InputError
+from airgap.errors import InputError, KeyFileError
 from airgap.fsutil import atomic_write
 
 WRITE_LABEL = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -31,8 +31,7 @@ ACCEPTED_N = (32768, 65536)  # cosign writes 32768; some releases and tools wrot
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
 
 
-class KeyError_(InputError):
-    """A key file that cannot be used: wrong password, wrong type, malformed."""
+KeyError_ = KeyFileError  # the name callers and tests know; the class lives in airgap.errors
 
 
 @dataclass(frozen=True)

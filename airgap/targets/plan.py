@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyJob
-from airgap.errors import AirgapError, InputError, RegistryError
+from airgap.errors import AirgapError, InputError, TagConflict
 from airgap.model import Descriptor
 from airgap.model.manifest import ImageManifest
 from airgap.places.base import read_small
@@ -29,10 +29,6 @@ from airgap.progress import Progress
 from airgap.sign.cosign import verify_signature_manifest
 from airgap.sign.keys import PublicKey
 from airgap.targets.session import OpenTarget
-
-
-class TagConflict(RegistryError):
-    """A tag on the target holds other content and may not (or cannot) be moved."""
 
 
 def _existing_signature_ok(dst: RegistryStore, tag: str, signed: str, identity: str,
