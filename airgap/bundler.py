@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from airgap import limits
 from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage,
                                   BundleManifest)
 from airgap.bundle.reader import PART_NAME
@@ -57,7 +58,7 @@ class BundleOptions:
     all_platforms: bool = False          # --platform all: every platform, whatever IMAGES.md says
     store: Path = field(default_factory=default_store)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-    concurrency: int = 8
+    concurrency: int = limits.COPY_CONCURRENCY
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
     key: "PrivateKey | None" = None  # signs every image (cosign format) and the bundle manifest
     base: "Base | None" = None       # make a delta: leave out the blobs the base references
@@ -177,7 +178,7 @@ def _crd_bytes(entry: FileEntry, base: Path, cache: Path) -> tuple[str, bytes]:
         if hashlib.sha256(data).hexdigest() == entry.sha256:
             return name, data
     try:
-        resp = httpx.get(entry.url, follow_redirects=True, timeout=60)
+        resp = httpx.get(entry.url, follow_redirects=True, timeout=limits.FILE_DOWNLOAD_TIMEOUT)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise InputError(f"line {entry.line}: cannot download CRDs from {entry.url}: {exc}") from None

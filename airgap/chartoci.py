@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from airgap import limits
 from airgap import safeyaml
 from airgap.chartpkg import _NAME_RE, _VERSION_RE
 from airgap.errors import BundleError
@@ -40,9 +41,9 @@ class ChartArtifact:
     store: MemoryStore
 
 
-MAX_CHART_UNPACKED = 256 << 20  # a chart's files, uncompressed: templates and values, a few MiB at most
-MAX_CHART_MEMBERS = 10_000
-MAX_CHART_YAML = 1 << 20
+MAX_CHART_UNPACKED = limits.CHART_UNPACKED_BYTES
+MAX_CHART_MEMBERS = limits.CHART_MEMBERS
+MAX_CHART_YAML = limits.YAML_BYTES
 
 
 def chart_name_problem(name: str) -> str | None:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from airgap import limits
 from airgap.errors import (AirgapError, DigestMismatch, InputError, ManifestBlobUnknown, MissingBlobs,
                            Transient)
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
@@ -132,8 +133,8 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
 
 
 class CopyEngine:
-    def __init__(self, *, concurrency: int = 8, progress: Progress | None = None, verify_first: bool = False,
-                 dry_run: bool = False, retries: int = 3):
+    def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None, verify_first: bool = False,
+                 dry_run: bool = False, retries: int = limits.COPY_RETRIES):
         self.concurrency = max(1, concurrency)
         self.progress = progress or Progress()
         self.verify_first = verify_first

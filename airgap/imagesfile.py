@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from airgap import limits
 from airgap import safeyaml
 from airgap.errors import InputError
 from airgap.model import Platform, Reference
@@ -22,7 +23,7 @@ from airgap.names import repository_problem
 _FENCE_OPEN = re.compile(r"^(```+|~~~+)\s*yaml\s+airgap\s*$")
 _VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
-MAX_IMAGES_MD = 8 << 20  # prose included; the YAML block itself is capped lower (airgap.safeyaml)
+MAX_IMAGES_MD = limits.IMAGES_MD_BYTES
 
 
 @dataclass(frozen=True)

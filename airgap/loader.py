@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.copy import CopyEngine, CopyJob, CopyReport, MissingBlobs
@@ -40,7 +41,7 @@ class LoadOptions:
     crds_out: Path | None = None
     chart_out: Path | None = None
     dry_run: bool = False
-    concurrency: int = 8
+    concurrency: int = limits.COPY_CONCURRENCY
     scratch: Path | None = None  # where a zstd bundle is decompressed (default: next to it)
     key: PublicKey | None = None
     insecure_skip_verify: bool = False
@@ -126,7 +127,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                     kind="signature"))
         if options.push_chart and m.chart:
             from airgap import chartoci
-            art = chartoci.build(reader.read_member(m.chart.path, limit=64 << 20), f"{bundle.name}:{m.chart.path}")
+            art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES), f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
                                 RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
@@ -156,7 +157,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Only a verified, signed bundle is recorded: the record is trusted for its signature. A new
             # tag per release, so it advances on immutable targets too; failing to write it fails the load.
             try:
-                write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, 4096),
+                write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES),
                              record, m.created)
             except AirgapError as exc:
                 raise RegistryError(f"images are loaded, but release {m.release} could not be recorded in {target} "

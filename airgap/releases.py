@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyEngine, CopyJob
 from airgap.errors import AirgapError, DowngradeRefused, NotFound, RegistryError
@@ -32,7 +33,7 @@ from airgap.sign.keys import PublicKey
 RECORD_REPOSITORY = "airgap-releases"
 RECORD_TAG = "loaded"         # the moving tag older airgap releases wrote: read, never written
 RECORD_TAG_RE = re.compile(r"^r[0-9A-Za-z]{1,40}-[0-9a-f]{16}$")
-MAX_RECORDS = 1000
+MAX_RECORDS = limits.RELEASE_RECORDS
 ARTIFACT_TYPE = "application/vnd.airgap.load-record.v1"
 MANIFEST_MEDIA = "application/vnd.airgap.bundle.manifest.v1+json"
 SIGNATURE_MEDIA = "application/vnd.airgap.bundle.signature.v1"
@@ -102,9 +103,9 @@ def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | No
 
     def blob(media: str) -> bytes | None:
         desc = next((l for l in manifest.layers if l.media_type == media), None)
-        if desc is None or desc.size > 64 << 20:
+        if desc is None or desc.size > limits.RELEASE_RECORD_BYTES:
             return None
-        data = read_small(store, desc, 64 << 20)
+        data = read_small(store, desc, limits.RELEASE_RECORD_BYTES)
         return data if sha256_digest(data) == desc.digest else None
 
     data, sig = blob(MANIFEST_MEDIA), blob(SIGNATURE_MEDIA)

@@ -6,6 +6,7 @@ For sites with a one-way link or a DMZ registry: load the bundle into the DMZ re
 
 from __future__ import annotations
 
+from airgap import limits
 from airgap.copy import CopyEngine, CopyJob, CopyReport, resolve
 from airgap.errors import AirgapError
 from airgap.imagesfile import ImageEntry, ImagesFile
@@ -29,7 +30,7 @@ def target_tag(entry: ImageEntry, release: str) -> str:
 
 
 def sync(images: ImagesFile, source: Target, dest: Target, *, source_options: RegistryOptions,
-         dest_options: RegistryOptions, concurrency: int = 8, progress: Progress | None = None,
+         dest_options: RegistryOptions, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
          dry_run: bool = False) -> CopyReport:
     progress = progress or Progress()
     src_client = RegistryClient(source.host, source_options)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from airgap import limits
 from airgap import safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
@@ -36,11 +37,11 @@ from airgap.sign.cosign import signature_tag
 from airgap.sign.keys import PublicKey
 
 MAX_BUNDLE_MANIFEST = MAX_MANIFEST_BYTES
-MAX_SIGNATURE = 4096          # base64 of a DER ECDSA P-256 signature is under 100 bytes
-MAX_PART_HEADER = 4096
-MAX_TAR_HEADER = 64 << 10     # payload of one pax or GNU long-name header (a path and a size, in practice)
-MAX_LAYOUT_INDEX = 4 << 20
-ZSTD_MAX_WINDOW = 1 << 27     # libzstd's own default limit: bounds the decompressor's memory
+MAX_SIGNATURE = limits.BUNDLE_SIGNATURE_BYTES
+MAX_PART_HEADER = limits.PART_HEADER_BYTES
+MAX_TAR_HEADER = limits.TAR_HEADER_BYTES
+MAX_LAYOUT_INDEX = limits.LAYOUT_INDEX_BYTES
+ZSTD_MAX_WINDOW = limits.ZSTD_MAX_WINDOW
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,7 @@ class BundleReader:
         """Lists every member of every file: names as the format defines them, each exactly once."""
         m = self.manifest
         files = {f.path for f in m.files}
-        budget = m.blob_count + len(m.files) + 10_000  # room for tools/ members a newer bundler adds
+        budget = m.blob_count + len(m.files) + limits.EXTRA_MEMBERS
 
         def in_main(name: str, position: int) -> str | None:
             if position == 0:
@@ -469,7 +470,7 @@ class BundleReader:
         m = self.members.get(self.blob_member(desc.digest))
         return m is not None and m.size == desc.size
 
-    def read_member(self, name: str, limit: int = 8 << 20) -> bytes:
+    def read_member(self, name: str, limit: int = limits.MEMBER_BYTES) -> bytes:
         m = self.members.get(name)
         if m is None:
             raise BundleError(f"{self.display}: member {name} is missing")
@@ -570,7 +571,7 @@ class BundleStore(Store):
                 raise BundleError(f"{self.description}: no image {ref!r}")
             ref = image.digest
         digest = Digest.parse(ref)
-        data = self.reader.read_member(self.reader.blob_member(digest), limit=4 << 20)
+        data = self.reader.read_member(self.reader.blob_member(digest), limit=limits.MANIFEST_BYTES)
         manifest = parse_manifest(data, None, where=f"{self.description} manifest {digest.short}")
         if manifest.digest != digest:
             raise DigestMismatch(f"{self.description}: manifest {digest.short}", str(digest), str(manifest.digest))

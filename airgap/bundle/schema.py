@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from airgap import limits
 from airgap import names, safejson
 from airgap.errors import BundleError
 from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 
-MAX_MANIFEST_BYTES = 16 << 20  # 100k referenced digests take 8 MiB; a real bundle needs far less
-MAX_DEPTH = 16                 # the format nests 4 deep (images[].upstream{}); room for unknown keys
-MAX_VALUES = 1_000_000
-MAX_IMAGES = 10_000
-MAX_FILES = 10_000
-MAX_PARTS = 999                # part file names carry two digits today; room to grow
-MAX_SIGNATURES = 256           # one per signed manifest: the index and each platform's
-MAX_PLATFORMS = 64
-MAX_TEXT = 1024                # any free-text field (source, created, tool...)
-MAX_SIZE = 1 << 50             # 1 PiB: no blob or bundle is larger; bounds the arithmetic
-MAX_CHART_BYTES = 64 << 20     # the chart is read into memory to push it as an OCI artifact
-MAX_ROOT_MANIFEST = 4 << 20    # registries refuse larger manifests
+MAX_MANIFEST_BYTES = limits.BUNDLE_MANIFEST_BYTES
+MAX_DEPTH = limits.BUNDLE_MANIFEST_DEPTH
+MAX_VALUES = limits.BUNDLE_MANIFEST_VALUES
+MAX_IMAGES = limits.BUNDLE_IMAGES
+MAX_FILES = limits.BUNDLE_FILES
+MAX_PARTS = limits.BUNDLE_PARTS
+MAX_SIGNATURES = limits.BUNDLE_SIGNATURES
+MAX_PLATFORMS = limits.BUNDLE_PLATFORMS
+MAX_TEXT = limits.BUNDLE_TEXT
+MAX_SIZE = limits.BUNDLE_SIZE
+MAX_CHART_BYTES = limits.CHART_BYTES
+MAX_ROOT_MANIFEST = limits.MANIFEST_BYTES
 
 Rule = Callable[[str], "str | None"]
 

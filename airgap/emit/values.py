@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.errors import InputError
@@ -24,7 +25,7 @@ from airgap.registry.client import Target
 # A Helm values path: dot-separated keys as templates can reach them (``.Values.a.b``), no empty or
 # odd parts; bounded so a hostile bundle cannot make a huge or deep document.
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
-MAX_DEPTH = 8
+MAX_DEPTH = limits.VALUES_KEY_DEPTH
 
 
 def check_values_key(image_name: str, key: str) -> list[str]:

@@ -7,11 +7,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from airgap import limits
 from airgap.errors import DigestMismatch, InputError
 
 _DIGEST_RE = re.compile(r"^(sha256):([a-f0-9]{64})$|^(sha512):([a-f0-9]{128})$")
 
-CHUNK = 1 << 20  # 1 MiB: large enough that hashing releases the GIL, small enough to bound memory
+CHUNK = limits.CHUNK
 
 
 @dataclass(frozen=True, order=True)

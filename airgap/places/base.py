@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
+from airgap import limits
 from airgap.errors import AirgapError
 from airgap.model import Descriptor, Digest
 from airgap.model.manifest import Manifest
@@ -68,7 +69,7 @@ class Store(ABC):
         return self.description
 
 
-def read_small(store: Store, desc: Descriptor, limit: int = 1 << 20) -> bytes:
+def read_small(store: Store, desc: Descriptor, limit: int = limits.SMALL_BLOB_BYTES) -> bytes:
     """A small blob (signature payload, record) whole, reading no more than it declares: a broken or
     hostile server cannot make us buffer more than ``limit`` bytes."""
     if desc.size > limit:

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap import limits
 from airgap.errors import AuthError, InputError
 from airgap.model.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, canonical_registry, is_docker_hub
 
@@ -73,7 +74,7 @@ def _helper_server(host: str) -> str:
 def _from_helper(helper: str, host: str) -> Credentials | None:
     exe = f"docker-credential-{helper}"
     try:
-        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True, timeout=30)
+        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True, timeout=limits.CREDENTIAL_HELPER_TIMEOUT)
     except FileNotFoundError:
         raise AuthError(f"an auth file names credential helper {helper!r} but {exe} is not on PATH") from None
     except subprocess.TimeoutExpired:

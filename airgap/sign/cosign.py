@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from airgap import limits
 from airgap.errors import SignatureError
 from airgap.model import Descriptor, Digest, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
@@ -123,7 +124,7 @@ def verify_signature_manifest(manifest: ImageManifest, read_blob: Callable[[Desc
         if not sig:
             reasons.append(f"layer {layer.digest.short} has no signature annotation")
             continue
-        if layer.size > 1 << 20:
+        if layer.size > limits.SIGNATURE_PAYLOAD_BYTES:
             reasons.append(f"layer {layer.digest.short} is too large for a signature payload")
             continue
         payload = read_blob(layer)

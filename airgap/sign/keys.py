@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from airgap import limits
 from airgap.errors import InputError, KeyFileError
 from airgap.fsutil import atomic_write
 
@@ -83,7 +84,7 @@ def _check_p256(key: object, source: str) -> None:
 
 def _kdf(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
     # 256 MiB covers N=65536, r=8 (64 MiB) with room; OpenSSL's default cap would refuse it.
-    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=32, maxmem=256 << 20)
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, dklen=32, maxmem=limits.SCRYPT_MAXMEM)
 
 
 def encrypt_private_key(key: PrivateKey, password: bytes) -> bytes:

@@ -18,6 +18,7 @@ credentials carry push rights, with no tag or manifest written.
 
 from __future__ import annotations
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyJob
 from airgap.errors import AirgapError, InputError, TagConflict
@@ -42,7 +43,7 @@ def _existing_signature_ok(dst: RegistryStore, tag: str, signed: str, identity: 
             return "it is not a signature manifest"
 
         def read_blob(desc: Descriptor) -> bytes:
-            return read_small(dst, desc, 1 << 20)
+            return read_small(dst, desc, limits.SMALL_BLOB_BYTES)
 
         verified = verify_signature_manifest(manifest, read_blob, key, signed)
     except AirgapError as exc:
