@@ -45,7 +45,6 @@ class LoadRecord:
     release: str
     created: str
     manifest_digest: str
-    trusted: bool  # its signature verified with the key given to this load
 
 
 def _store(client: RegistryClient, target: Target) -> RegistryStore:
@@ -121,7 +120,7 @@ def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | No
         return None
     if not isinstance(doc, dict):
         return None
-    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)), True)
+    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)))
 
 
 def check_downgrade(record: LoadRecord | None, manifest: BundleManifest, target: Target,

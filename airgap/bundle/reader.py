@@ -596,7 +596,3 @@ def read_head(path: Path) -> tuple[bytes, BundleManifest, bytes | None]:
         raise BundleError(f"{path}: not an airgap bundle (first member is not {MANIFEST_NAME})")
     return head.data, BundleManifest.from_json(head.data, str(path)), head.signature
 
-
-def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
-    data, manifest, _ = read_head(path)
-    return data, manifest

@@ -10,7 +10,6 @@ Shape (Bitnami convention: ``registry`` is host[:port], ``repository`` carries t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,7 +18,6 @@ from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.errors import InputError
-from airgap.fsutil import atomic_write
 from airgap.registry.client import Target
 
 # A Helm values path: dot-separated keys as templates can reach them (``.Values.a.b``), no empty or
@@ -62,8 +60,3 @@ def render_values(manifest: BundleManifest, target: Target, bundle_name: str, na
               "# Every image is pinned by digest; use with: helm install -f THIS_FILE ...\n")
     return header + yaml.safe_dump(values_document(manifest, target, naming), sort_keys=False)
 
-
-def write_values(path: Path, manifest: BundleManifest, target: Target, bundle_name: str,
-                 naming: str = DEFAULT_NAMING) -> Path:
-    atomic_write(Path(path), render_values(manifest, target, bundle_name, naming).encode())
-    return Path(path)

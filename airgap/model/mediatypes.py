@@ -35,10 +35,3 @@ MANIFEST_ACCEPT = ", ".join([
     MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_LIST, MediaType.DOCKER_MANIFEST,
 ])
 
-
-def is_index(media_type: str) -> bool:
-    return media_type in INDEX_TYPES
-
-
-def is_manifest(media_type: str) -> bool:
-    return media_type in MANIFEST_TYPES

@@ -130,10 +130,6 @@ def from_auth_file(host: str, path: Path) -> Credentials | None:
     return None
 
 
-def from_docker_config(host: str, path: Path | None = None) -> Credentials | None:
-    return from_auth_file(host, path or docker_config_path())
-
-
 @dataclass
 class Lookup:
     """The credentials found for one host, and everywhere they were looked for (for a 401's message)."""

@@ -23,7 +23,7 @@ from airgap.errors import SignatureError
 from airgap.model import Descriptor, Digest, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
-from airgap.sign.keys import PrivateKey, PublicKey
+from airgap.sign.keys import PublicKey
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -55,11 +55,6 @@ class SignatureArtifact:
     @property
     def tag(self) -> str:
         return signature_tag(self.signed)
-
-
-def sign_image(key: PrivateKey, docker_reference: str, digest: Digest) -> SignatureArtifact:
-    payload = make_payload(docker_reference, digest)
-    return signature_artifact(payload, base64.b64encode(key.sign(payload)).decode(), digest)
 
 
 def signature_artifact(payload: bytes, signature: str, digest: Digest) -> SignatureArtifact:
