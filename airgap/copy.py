@@ -38,7 +38,7 @@ class CopyJob:
     dst: Store
     tags: list[str] = field(default_factory=list)
     platforms: list[Platform] | None = None  # None keeps every platform of an index
-    kind: str = "image"            # "image", or "signature" for a cosign signature manifest
+    kind: str = "image"            # "image"; "signature" (a cosign signature manifest); "chart" (a Helm OCI artifact)
 
 
 @dataclass
@@ -69,6 +69,7 @@ class CopyReport:
         return {
             "images": [vars(i) for i in self.images if i.kind == "image"],
             "signatures": [vars(i) for i in self.images if i.kind == "signature"],
+            "charts": [vars(i) for i in self.images if i.kind == "chart"],
             "blobs_uploaded": self.blobs_uploaded, "bytes_uploaded": self.bytes_uploaded,
             "blobs_mounted": self.blobs_mounted, "blobs_present": self.blobs_present,
             "manifests_pushed": self.manifests_pushed, "seconds": round(self.seconds, 3),

@@ -130,7 +130,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES), f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
-                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
+                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag], kind="chart"))
             chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
         if not options.dry_run and opened.profile.namespaces in ("project", "repository"):
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
