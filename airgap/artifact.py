@@ -34,10 +34,10 @@ from typing import IO, Any
 
 import yaml
 
-from airgap.build.archive import HashingWriter, stream_blob
+from airgap.build.archive import HashingWriter, put_bytes, stream_blob
 from airgap.errors import InputError
 from airgap.imagesfile import ArtifactSpec, ImageEntry, ImagesFile
-from airgap.model import Descriptor, parse_manifest, sha256_digest
+from airgap.model import Descriptor, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.mediatypes import MediaType
 from airgap.places.layout import LayoutStore
@@ -162,11 +162,11 @@ def _pack(images: ImagesFile, entry: ImageEntry, files: list[tuple[str, Path]], 
         layer_json["annotations"] = {TITLE: spec.root or "."}
         config = {"architecture": "amd64", "os": "linux", "config": {},
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
-        config_desc = _put_bytes(store, json.dumps(config, separators=(",", ":"), sort_keys=True).encode(),
+        config_desc = put_bytes(store, json.dumps(config, separators=(",", ":"), sort_keys=True).encode(),
                                  MediaType.OCI_CONFIG)
         layers = [layer_json]
     else:
-        config_desc = _put_bytes(store, b"{}", MediaType.OCI_EMPTY)
+        config_desc = put_bytes(store, b"{}", MediaType.OCI_EMPTY)
         layers = []
         for rel, path in files:
             d = _put_file(path, store).to_json()
@@ -231,13 +231,6 @@ def _put_file(path: Path, store: LayoutStore) -> Descriptor:
                 sink.write(chunk)
 
     return stream_blob(store, FILE_BLOB, write)[0]
-
-
-def _put_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
-    desc = Descriptor(media_type, sha256_digest(data), len(data))
-    if not store.blob_exists(desc):
-        store.put_blob(desc, lambda: iter([data]))
-    return desc
 
 
 __all__ = ["PackedArtifact", "artifact_files", "pack_artifacts", "parse_spec"]
