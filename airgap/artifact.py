@@ -30,7 +30,7 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
@@ -186,15 +186,16 @@ def _tar_layer(files: list[tuple[str, Path]], root: str, mtime: int, store: Layo
         diff = hashlib.sha256()  # the uncompressed tar's digest: the config's diff_id
 
         class Tee:
-            def __init__(self, gz: IO[bytes]):
+            def __init__(self, gz: gzip.GzipFile):
                 self.gz = gz
 
             def write(self, data: bytes) -> int:
                 diff.update(data)
                 return self.gz.write(data)
 
-        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
-            with tarfile.open(fileobj=Tee(gz), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
+            # Tee has the one method a "w|" stream needs (write); typeshed asks for a whole IO[bytes].
+            with tarfile.open(fileobj=Tee(gz), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 dirs: set[str] = set()
                 for rel, path in files:
                     name = f"{root}/{rel}" if root else rel

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from airgap import limits
-from airgap import safeyaml
+from airgap import limits, safeyaml
 from airgap.chartpkg import _NAME_RE, _VERSION_RE
 from airgap.errors import BundleError
 from airgap.model import Descriptor
@@ -63,7 +62,7 @@ class _Capped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.inner.read(min(len(buffer), self.left + 1))
         if len(data) > self.left:
             raise BundleError(f"{self.where}: the chart unpacks to more than {MAX_CHART_UNPACKED} bytes; refused")
@@ -82,7 +81,7 @@ def chart_metadata(tgz: bytes, where: str, listed=None) -> dict:
         with gzip.GzipFile(fileobj=io.BytesIO(tgz)) as gz, \
                 tarfile.open(fileobj=io.BufferedReader(_Capped(gz, MAX_CHART_UNPACKED, where)), mode="r|") as tf:
             for n, member in enumerate(tf):
-                tf.members.clear()
+                tf.members.clear()  # type: ignore[attr-defined]  # undocumented list tarfile grows per member read
                 name = member.name
                 if n >= MAX_CHART_MEMBERS:
                     raise BundleError(f"{where}: the chart holds more than {MAX_CHART_MEMBERS} files; refused")

@@ -12,6 +12,7 @@ again as it streams.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,8 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
 
 
 class CopyEngine:
-    def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None, verify_first: bool = False,
+    def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
+                 verify_first: bool = False,
                  dry_run: bool = False, retries: int = limits.COPY_RETRIES):
         self.concurrency = max(1, concurrency)
         self.progress = progress or Progress()
@@ -290,12 +292,12 @@ class CopyEngine:
                 # Hashing twice costs CPU the registry needs on a small host: a blob verified in the
                 # first pass is checked again by a registry on commit, so it only gets a size check.
                 rehash = not (self._verified and dst.checks_digests_on_write)
-                dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1, rehash=rehash))
+                dst.put_blob(desc, functools.partial(self._body, src, desc, count=attempt == 1, rehash=rehash))
                 return
             except Transient:
                 if attempt >= self.retries:
                     raise
-                time.sleep(0.5 * 2 ** (attempt - 1))
+                time.sleep(limits.RETRY_BACKOFF * 2 ** (attempt - 1))
 
     def _mount_or_upload(self, src: Store, dst: Store, desc: Descriptor, have: Store) -> bool:
         try:

@@ -127,7 +127,8 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                     kind="signature"))
         if options.push_chart and m.chart:
             from airgap import chartoci
-            art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES), f"{bundle.name}:{m.chart.path}")
+            art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES),
+                                 f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
                                 RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag], kind="chart"))
@@ -143,7 +144,9 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         from airgap.targets.plan import check_push_access, plan_tags
         jobs = plan_tags(jobs, m, opened, options.key, progress)
         if not options.dry_run and jobs:
-            check_push_access(opened, jobs[0].dst.repository)
+            first = jobs[0].dst
+            assert isinstance(first, RegistryStore)  # every load job pushes into the target
+            check_push_access(opened, first.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
         try:
@@ -157,8 +160,8 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Only a verified, signed bundle is recorded: the record is trusted for its signature. A new
             # tag per release, so it advances on immutable targets too; failing to write it fails the load.
             try:
-                write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES),
-                             record, m.created)
+                write_record(client, target, reader.manifest_bytes,
+                             reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES), record, m.created)
             except AirgapError as exc:
                 raise RegistryError(f"images are loaded, but release {m.release} could not be recorded in {target} "
                                 f"for rollback protection: {exc}") from None
@@ -219,8 +222,8 @@ def _plan_outputs(reader: BundleReader, m: BundleManifest, target: Target, optio
         directory = resolve_dir(options.out_dir or Path("."), "--out-dir")
         files = render_all(options.emit, m, target, bundle_name, insecure=options.registry.insecure,
                            ca_file=options.registry.ca_file, naming=options.naming)
-        for rel, data in files.items():
-            add(directory, rel, data if isinstance(data, bytes) else data.encode(), "--out-dir")
+        for rel, content in files.items():
+            add(directory, rel, content if isinstance(content, bytes) else content.encode(), "--out-dir")
     if not options.dry_run:
         plan.check()
     return out

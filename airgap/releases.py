@@ -101,7 +101,7 @@ def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | No
         return None
 
     def blob(media: str) -> bytes | None:
-        desc = next((l for l in manifest.layers if l.media_type == media), None)
+        desc = next((layer for layer in manifest.layers if layer.media_type == media), None)
         if desc is None or desc.size > limits.RELEASE_RECORD_BYTES:
             return None
         data = read_small(store, desc, limits.RELEASE_RECORD_BYTES)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap import limits
-from airgap import __version__
+from airgap import __version__, limits
 from airgap.bundle.format import BundleFile
 from airgap.errors import DigestMismatch, InputError
 

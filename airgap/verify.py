@@ -52,7 +52,8 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
     if SIGNATURE_NAME not in reader.members:
         raise SignatureError(f"{where} is not signed (no {SIGNATURE_NAME}); make it with `airgap bundle --key`, "
                              "or load it with --insecure-skip-verify")
-    verify_blob(key, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limit=limits.BUNDLE_SIGNATURE_BYTES), f"bundle {where}")
+    signature = reader.read_member(SIGNATURE_NAME, limit=limits.BUNDLE_SIGNATURE_BYTES)
+    verify_blob(key, reader.manifest_bytes, signature, f"bundle {where}")
     m = reader.manifest
     report = VerifyReport(where, m.release, key.fingerprint)
     store = reader.store()
@@ -91,7 +92,8 @@ def verify_content(reader: BundleReader, report: VerifyReport, progress: Progres
     report.files_checked = len(reader.manifest.files)
 
 
-def verify_blobs(reader: BundleReader, progress: Progress | None = None, concurrency: int = limits.VERIFY_CONCURRENCY) -> tuple[int, int]:
+def verify_blobs(reader: BundleReader, progress: Progress | None = None,
+                 concurrency: int = limits.VERIFY_CONCURRENCY) -> tuple[int, int]:
     """Every blob the bundle holds for its images, against its digest: (count, bytes)."""
     progress = progress or Progress()
     needed = reader.check_complete()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -101,13 +102,17 @@ def import_docker_archive(archive: Path, store: LayoutStore, tag: str, epoch: in
     return parsed.digest
 
 
+def _where(tar: tarfile.TarFile) -> str:
+    return os.fsdecode(tar.name) if tar.name else "docker archive"
+
+
 def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
     try:
         fh = tar.extractfile(name)
     except KeyError:
         fh = None
     if fh is None:
-        raise BuildError(f"{tar.name}: docker archive has no {name}")
+        raise BuildError(f"{_where(tar)}: docker archive has no {name}")
     return fh
 
 
@@ -125,7 +130,7 @@ def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore
     def write(sink: HashingWriter) -> None:
         raw = hashlib.sha256()
         # mtime=0 and no file name in the header: identical layers give identical blobs.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
             while True:
                 chunk = src.read(CHUNK)
                 if not chunk:
@@ -133,6 +138,7 @@ def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore
                 raw.update(chunk)
                 gz.write(chunk)
         if f"sha256:{raw.hexdigest()}" != diff_id:
-            raise BuildError(f"{tar.name}: layer {name} has digest sha256:{raw.hexdigest()}, the config says {diff_id}")
+            raise BuildError(f"{_where(tar)}: layer {name} has digest sha256:{raw.hexdigest()}, "
+                             f"the config says {diff_id}")
 
     return stream_blob(store, OCI_LAYER_GZIP, write)[0]

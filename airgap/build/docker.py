@@ -60,8 +60,8 @@ class DockerBuilder:
             self.client.ping()
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise BuildError(f"cannot reach the Docker Engine at {docker_host()} ({reason[:200]}); start dockerd or set "
-                             "DOCKER_HOST, or build without a daemon: --builder buildah") from None
+            raise BuildError(f"cannot reach the Docker Engine at {docker_host()} ({reason[:200]}); start dockerd or "
+                             "set DOCKER_HOST, or build without a daemon: --builder buildah") from None
         # A daemon without the default bridge network (dockerd --bridge=none) cannot give RUN steps a
         # network; ask for none, or the build fails before its first step.
         self.network_mode = None if self.client.api.networks(names=["bridge"]) else "none"

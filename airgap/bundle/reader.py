@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from airgap import limits
-from airgap import safejson
+from airgap import limits, safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
 from airgap.bundle.writer import BLOCK, RECORD
@@ -81,11 +80,11 @@ class _CappedInfo(tarfile.TarInfo):
     """tarfile reads a pax or GNU long-name header's whole payload into memory, whatever size the
     header claims: cap it before it is read."""
 
-    def _proc_member(self, tf):  # type: ignore[override]
+    def _proc_member(self, tf):
         if self.type in _EXTENDED and self.size > MAX_TAR_HEADER:
             raise _Refused(f"a {self.size}-byte extended tar header (pax or GNU long name) at byte "
                            f"{self.offset}, over the {MAX_TAR_HEADER}-byte limit")
-        return super()._proc_member(tf)
+        return super()._proc_member(tf)  # type: ignore[misc]  # tarfile's private hook: not in typeshed
 
 
 _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
@@ -205,7 +204,7 @@ def _decompress_capped(path: Path, dst: BinaryIO, cap: int, where: str) -> None:
 
 @contextmanager
 def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=None,
-                key: PublicKey | None = None) -> Iterator["BundleReader"]:
+                key: PublicKey | None = None) -> Iterator[BundleReader]:
     """A reader for a plain or zstd-compressed bundle; with ``key``, nothing is parsed before the
     bundle signature verifies.
 
@@ -248,7 +247,7 @@ def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=N
         Path(tmp).unlink(missing_ok=True)
 
 
-def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"], max_members: int,
+def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], str | None], max_members: int,
               seen: dict[str, Path]) -> list[tuple[str, Member]]:
     """Every member of a tar as a byte range, checked as it is listed: regular files only (and the
     directories the format defines), each name allowed by ``allowed(name, position)``, and listed
@@ -261,7 +260,9 @@ def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"
                 info = tf.next()
                 if info is None:
                     break
-                tf.members.clear()  # tarfile keeps every header it reads; a tar of tiny members would fill memory
+                # tarfile keeps every header it reads (in .members, not in typeshed); a tar of tiny members
+                # would fill memory.
+                tf.members.clear()  # type: ignore[attr-defined]
                 if len(out) >= max_members:
                     raise BundleError(f"{where}: more than {max_members} members, more than its manifest accounts "
                                       "for; refused")
@@ -326,7 +327,8 @@ class BundleReader:
             if is_zstd(p):
                 raise BundleError(f"{p} is zstd-compressed: give it alone (the parts of a split bundle are plain tars)")
         self.members: dict[str, Member] = {}
-        main, main_head, parts = None, None, {}
+        main, main_head = None, None
+        parts: dict[int, Path] = {}
         for p in paths:
             where = str(display if display and len(paths) == 1 else p)
             head = read_file_head(p, where)
@@ -494,7 +496,7 @@ class BundleReader:
                 left -= len(chunk)
                 yield chunk
 
-    def store(self) -> "BundleStore":
+    def store(self) -> BundleStore:
         return BundleStore(self)
 
     def image_manifests(self, image: BundleImage) -> list[Manifest]:

@@ -8,10 +8,10 @@ against the document's size, depth and value limits (airgap.safejson), which app
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Callable
 
-from airgap import limits
-from airgap import names, safejson
+from airgap import limits, names, safejson
 from airgap.errors import BundleError
 from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 
@@ -62,14 +62,16 @@ class _Doc:
             raise self.fail(path, f"{_show(value)} {problem}")
         return value
 
-    def int(self, value: Any, path: str, low: int = 0, high: int = MAX_SIZE) -> int:
+    # After `def str` above, a bare `str` in this class's annotations would name that method.
+    def int(self, value: Any, path: builtins.str, low: int = 0, high: int = MAX_SIZE) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"must be an integer, not {_kind(value)}")
         if not low <= value <= high:
             raise self.fail(path, f"is {value}, outside {low}..{high}")
         return value
 
-    def field(self, doc: dict, key: str, path: str, read: Callable[[Any, str], Any], default: Any = ...) -> Any:
+    def field(self, doc: dict, key: builtins.str, path: builtins.str, read: Callable[[Any, builtins.str], Any],
+              default: Any = ...) -> Any:
         if key not in doc or (doc[key] is None and default is not ...):
             if default is ...:
                 raise self.fail(f"{path}.{key}" if path else key, "is missing")

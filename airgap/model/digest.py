@@ -21,7 +21,7 @@ class Digest:
     hex: str
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         m = _DIGEST_RE.match(text or "")
         if not m:
             raise InputError(f"not a valid digest: {text!r} (expected sha256:<64 hex>)")
@@ -32,7 +32,7 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
-    def hasher(self) -> "hashlib._Hash":
+    def hasher(self) -> hashlib._Hash:
         return hashlib.new(self.algorithm)
 
     @property

@@ -10,8 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Union
 
-from airgap import limits
-from airgap import safejson
+from airgap import limits, safejson
 from airgap.errors import InputError
 from airgap.model.descriptor import Descriptor, Platform
 from airgap.model.digest import Digest, sha256_digest

@@ -49,7 +49,7 @@ class Store(ABC):
     def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
         raise AirgapError(f"{self.description} is read-only")
 
-    def mount_blob(self, desc: Descriptor, source: "Store") -> bool:
+    def mount_blob(self, desc: Descriptor, source: Store) -> bool:
         """Make a blob from ``source`` (another repository in the same place) appear here without
         moving its bytes; False when the place cannot, and the caller uploads instead."""
         return False

@@ -87,7 +87,7 @@ class Target:
     scheme: str | None = None  # "http" or "https" when the user wrote one: honoured, never dropped
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str) -> Target:
         raw = text.strip()
         scheme = None
         for prefix in ("https://", "http://", "oci://", "docker://"):
@@ -107,7 +107,7 @@ class Target:
             raise InputError(f"bad registry prefix {prefix!r} in {text!r}: lower-case letters, digits, . _ - and /")
         return cls(host, prefix, scheme)
 
-    def options(self, base: "RegistryOptions") -> "RegistryOptions":
+    def options(self, base: RegistryOptions) -> RegistryOptions:
         """``base`` adjusted to the scheme the user wrote, refusing contradictions."""
         from dataclasses import replace
         if self.scheme == "http":
@@ -406,7 +406,8 @@ class RegistryClient:
         raise RateLimited(f"registry {self.host} rate-limits us{quota}: {said}; {when}{hint}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = min(self.options.backoff * (2 ** (attempt - 1)), limits.RETRY_BACKOFF_CAP) * (0.8 + 0.4 * random.random())
+        delay = min(self.options.backoff * (2 ** (attempt - 1)), limits.RETRY_BACKOFF_CAP)
+        delay *= 0.8 + 0.4 * random.random()  # jitter: clients retrying together do not stay in step
         if retry_after:
             try:
                 delay = max(delay, min(float(retry_after), MAX_RETRY_WAIT))

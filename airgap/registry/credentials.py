@@ -74,7 +74,8 @@ def _helper_server(host: str) -> str:
 def _from_helper(helper: str, host: str) -> Credentials | None:
     exe = f"docker-credential-{helper}"
     try:
-        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True, timeout=limits.CREDENTIAL_HELPER_TIMEOUT)
+        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True,
+                              timeout=limits.CREDENTIAL_HELPER_TIMEOUT)
     except FileNotFoundError:
         raise AuthError(f"an auth file names credential helper {helper!r} but {exe} is not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -142,7 +143,8 @@ class Lookup:
         return ", ".join(self.searched)
 
 
-def lookup(host: str, explicit: Credentials | None = None, explicit_from: str = "--username/--password-stdin") -> Lookup:
+def lookup(host: str, explicit: Credentials | None = None,
+           explicit_from: str = "--username/--password-stdin") -> Lookup:
     """Explicit credentials (already scoped to this host by the caller) win, then the auth files."""
     host = canonical_registry(host)
     if explicit is not None:

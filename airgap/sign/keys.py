@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def load_private_key(path: Path, password: bytes) -> PrivateKey:
         raise KeyError_(f"{path}: the key inside is not PKCS#8 (an SEC1 EC key?); cosign does not accept it either")
     key = serialization.load_der_private_key(der, password=None)
     _check_p256(key, str(path))
-    return PrivateKey(key, str(path))  # type: ignore[arg-type]
+    return PrivateKey(key, str(path))  # type: ignore[arg-type]  # _check_p256 refused all but EC keys
 
 
 def load_public_key(path: Path) -> PublicKey:
@@ -175,7 +176,7 @@ def load_public_key(path: Path) -> PublicKey:
             raise KeyError_(f"{path} is a private key; verification takes the public key (cosign.pub)") from None
         raise KeyError_(f"{path}: not a PEM public key") from None
     _check_p256(key, str(path))
-    return PublicKey(key, str(path))  # type: ignore[arg-type]
+    return PublicKey(key, str(path))  # type: ignore[arg-type]  # _check_p256 refused all but EC keys
 
 
 def generate() -> PrivateKey:
@@ -200,7 +201,7 @@ def password_from_env_or_prompt(confirm: bool = False) -> bytes:
         return env.encode()
     import click
 
-    if not click.get_text_stream("stdin").isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # click.get_text_stream is deprecated in click 8.2
         raise InputError("no key password: set COSIGN_PASSWORD (there is no terminal to ask on)")
     pw = click.prompt("Key password", hide_input=True, confirmation_prompt=confirm, default="", show_default=False,
                       err=True)
