@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: deps helm checkov demo test test-app bench dist clean
+.PHONY: deps helm checkov lint demo test test-app bench dist clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -17,7 +17,12 @@ checkov:
 demo: deps
 	$(PY) scripts/demo.py
 
-test: deps helm checkov
+# ruff and mypy (configured in pyproject.toml); `make test` runs them before pytest.
+lint: deps
+	$(VENV)/bin/ruff check airgap scripts bench
+	$(VENV)/bin/mypy
+
+test: deps helm checkov lint
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest --ignore=tests/app $(PYTEST_ARGS)
 
 # The real upstream application (torch, Haystack) offline under unshare -n, with a real Prometheus.

@@ -30,14 +30,14 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
-from airgap.build.archive import HashingWriter, stream_blob
+from airgap.build.archive import HashingWriter, put_bytes, stream_blob
 from airgap.errors import InputError
 from airgap.imagesfile import ArtifactSpec, ImageEntry, ImagesFile
-from airgap.model import Descriptor, parse_manifest, sha256_digest
+from airgap.model import Descriptor, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.mediatypes import MediaType
 from airgap.places.layout import LayoutStore
@@ -162,11 +162,11 @@ def _pack(images: ImagesFile, entry: ImageEntry, files: list[tuple[str, Path]], 
         layer_json["annotations"] = {TITLE: spec.root or "."}
         config = {"architecture": "amd64", "os": "linux", "config": {},
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
-        config_desc = _put_bytes(store, json.dumps(config, separators=(",", ":"), sort_keys=True).encode(),
+        config_desc = put_bytes(store, json.dumps(config, separators=(",", ":"), sort_keys=True).encode(),
                                  MediaType.OCI_CONFIG)
         layers = [layer_json]
     else:
-        config_desc = _put_bytes(store, b"{}", MediaType.OCI_EMPTY)
+        config_desc = put_bytes(store, b"{}", MediaType.OCI_EMPTY)
         layers = []
         for rel, path in files:
             d = _put_file(path, store).to_json()
@@ -186,15 +186,16 @@ def _tar_layer(files: list[tuple[str, Path]], root: str, mtime: int, store: Layo
         diff = hashlib.sha256()  # the uncompressed tar's digest: the config's diff_id
 
         class Tee:
-            def __init__(self, gz: IO[bytes]):
+            def __init__(self, gz: gzip.GzipFile):
                 self.gz = gz
 
             def write(self, data: bytes) -> int:
                 diff.update(data)
                 return self.gz.write(data)
 
-        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
-            with tarfile.open(fileobj=Tee(gz), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
+            # Tee has the one method a "w|" stream needs (write); typeshed asks for a whole IO[bytes].
+            with tarfile.open(fileobj=Tee(gz), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 dirs: set[str] = set()
                 for rel, path in files:
                     name = f"{root}/{rel}" if root else rel
@@ -231,13 +232,6 @@ def _put_file(path: Path, store: LayoutStore) -> Descriptor:
                 sink.write(chunk)
 
     return stream_blob(store, FILE_BLOB, write)[0]
-
-
-def _put_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
-    desc = Descriptor(media_type, sha256_digest(data), len(data))
-    if not store.blob_exists(desc):
-        store.put_blob(desc, lambda: iter([data]))
-    return desc
 
 
 __all__ = ["PackedArtifact", "artifact_files", "pack_artifacts", "parse_spec"]

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from airgap import limits
 from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage,
                                   BundleManifest)
 from airgap.bundle.reader import PART_NAME
@@ -40,6 +42,9 @@ from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
 from airgap.delta import Base
 
+if TYPE_CHECKING:
+    from airgap.tools import ToolFile
+
 
 def default_store() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -57,12 +62,12 @@ class BundleOptions:
     all_platforms: bool = False          # --platform all: every platform, whatever IMAGES.md says
     store: Path = field(default_factory=default_store)
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-    concurrency: int = 8
+    concurrency: int = limits.COPY_CONCURRENCY
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
-    key: "PrivateKey | None" = None  # signs every image (cosign format) and the bundle manifest
-    base: "Base | None" = None       # make a delta: leave out the blobs the base references
+    key: PrivateKey | None = None  # signs every image (cosign format) and the bundle manifest
+    base: Base | None = None       # make a delta: leave out the blobs the base references
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
-    build: "Callable[[], object] | None" = None  # builds first-party images into the store (airgap.build)
+    build: Callable[[], object] | None = None  # builds first-party images into the store (airgap.build)
     tools: Path | None = None        # a make dist wheelhouse to ship as tools/ (airgap.tools)
 
 
@@ -75,7 +80,8 @@ class BundleResult:
     paths: list[Path] = field(default_factory=list)  # every file written (the parts of a split bundle)
 
     def to_json(self) -> dict:
-        return {"bundle": str(self.path), "files_written": [str(p) for p in self.paths], "size": self.size, "seconds": round(self.seconds, 3),
+        return {"bundle": str(self.path), "files_written": [str(p) for p in self.paths], "size": self.size,
+                "seconds": round(self.seconds, 3),
                 "release": self.manifest.release, "blobs": self.manifest.blob_count,
                 "blob_bytes": self.manifest.blob_bytes,
                 "images": [{"name": i.name, "tag": i.tag, "digest": i.digest, "source": i.source,
@@ -177,7 +183,7 @@ def _crd_bytes(entry: FileEntry, base: Path, cache: Path) -> tuple[str, bytes]:
         if hashlib.sha256(data).hexdigest() == entry.sha256:
             return name, data
     try:
-        resp = httpx.get(entry.url, follow_redirects=True, timeout=60)
+        resp = httpx.get(entry.url, follow_redirects=True, timeout=limits.FILE_DOWNLOAD_TIMEOUT)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise InputError(f"line {entry.line}: cannot download CRDs from {entry.url}: {exc}") from None
@@ -194,11 +200,12 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
     try:
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
     except ValueError:
-        raise InputError(f"SOURCE_DATE_EPOCH={os.environ['SOURCE_DATE_EPOCH']!r} is not a Unix time in seconds") from None
+        value = os.environ["SOURCE_DATE_EPOCH"]
+        raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in seconds") from None
     created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # Chart and CRDs first: a typo there should fail before minutes of pulling.
-    files: list[tuple[BundleFile, bytes]] = []
+    files: list[tuple[BundleFile, bytes | ToolFile]] = []
     chart_path = None if options.no_chart else (options.chart or (images.chart and images.base_dir / images.chart))
     if chart_path:
         chart = package_chart(Path(chart_path))
@@ -257,7 +264,7 @@ def _platforms(options: BundleOptions, entry: ImageEntry, images: ImagesFile) ->
 
 
 def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
-               files: list[tuple[BundleFile, bytes]]) -> None:
+               files: list[tuple[BundleFile, bytes | ToolFile]]) -> None:
     """Before any build: every upstream reference resolves, and the output has room (airgap.preflight)."""
     from airgap import preflight
 
@@ -269,8 +276,8 @@ def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
                 stores[entry.name] = place
     local = LayoutStore(options.store) if (options.store / "oci-layout").is_file() else None
     leave_out = frozenset(options.base.blobs) if options.base is not None else frozenset()
-    checked = preflight.check_references(images, stores, {e.name: _platforms(options, e, images) for e in images.images},
-                                         local, leave_out)
+    platforms = {e.name: _platforms(options, e, images) for e in images.images}
+    checked = preflight.check_references(images, stores, platforms, local, leave_out)
     need = checked.mirrored_bytes + sum(f.size for f, _ in files)
     preflight.check_output(options.output, need, options.store, checked.store_missing_bytes)
 
@@ -317,7 +324,7 @@ def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
 
 
 def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntry, CopyJob, str]],
-          resolved: list[_Resolved], files: list[tuple[BundleFile, bytes]], created: str, epoch: int,
+          resolved: list[_Resolved], files: list[tuple[BundleFile, bytes | ToolFile]], created: str, epoch: int,
           progress: Progress, t0: float, upstream: dict[str, dict]) -> BundleResult:
     blobs: dict[Digest, tuple[Descriptor, Store]] = {}
     manifests: dict[Digest, bytes] = {}
@@ -425,7 +432,7 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
 
 def _write_main(path: Path, epoch: int, options: BundleOptions, manifest_bytes: bytes, layout_index: bytes,
                 small_members: list[tuple[str, bytes]], blob_members: list[tuple[str, Descriptor, Store]],
-                files: list[tuple[BundleFile, bytes]], write_blob) -> None:
+                files: list[tuple[BundleFile, bytes | ToolFile]], write_blob) -> None:
     with BundleWriter(path, epoch, options.compress) as w:
         w.add_bytes(MANIFEST_NAME, manifest_bytes)
         if options.key is not None:
@@ -436,11 +443,11 @@ def _write_main(path: Path, epoch: int, options: BundleOptions, manifest_bytes: 
             w.add_bytes(name, data)
         for name, desc, src in blob_members:
             write_blob(w, name, desc, src)
-        for f, data in files:
-            if isinstance(data, bytes):
-                w.add_bytes(f.path, data)
+        for f, body in files:
+            if isinstance(body, bytes):
+                w.add_bytes(f.path, body)
             else:  # a tools/ file (airgap.tools.ToolFile)
-                w.add_stream(f.path, f.size, data.chunks())
+                w.add_stream(f.path, f.size, body.chunks())
 
 
 def _part_path(output: Path, index: int, total: int) -> Path:

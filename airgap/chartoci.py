@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from airgap import safeyaml
+from airgap import limits, safeyaml
 from airgap.chartpkg import _NAME_RE, _VERSION_RE
 from airgap.errors import BundleError
 from airgap.model import Descriptor
@@ -40,9 +40,9 @@ class ChartArtifact:
     store: MemoryStore
 
 
-MAX_CHART_UNPACKED = 256 << 20  # a chart's files, uncompressed: templates and values, a few MiB at most
-MAX_CHART_MEMBERS = 10_000
-MAX_CHART_YAML = 1 << 20
+MAX_CHART_UNPACKED = limits.CHART_UNPACKED_BYTES
+MAX_CHART_MEMBERS = limits.CHART_MEMBERS
+MAX_CHART_YAML = limits.YAML_BYTES
 
 
 def chart_name_problem(name: str) -> str | None:
@@ -62,7 +62,7 @@ class _Capped(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.inner.read(min(len(buffer), self.left + 1))
         if len(data) > self.left:
             raise BundleError(f"{self.where}: the chart unpacks to more than {MAX_CHART_UNPACKED} bytes; refused")
@@ -81,7 +81,7 @@ def chart_metadata(tgz: bytes, where: str, listed=None) -> dict:
         with gzip.GzipFile(fileobj=io.BytesIO(tgz)) as gz, \
                 tarfile.open(fileobj=io.BufferedReader(_Capped(gz, MAX_CHART_UNPACKED, where)), mode="r|") as tf:
             for n, member in enumerate(tf):
-                tf.members.clear()
+                tf.members.clear()  # type: ignore[attr-defined]  # undocumented list tarfile grows per member read
                 name = member.name
                 if n >= MAX_CHART_MEMBERS:
                     raise BundleError(f"{where}: the chart holds more than {MAX_CHART_MEMBERS} files; refused")

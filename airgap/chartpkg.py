@@ -97,7 +97,8 @@ def package_chart(path: Path, mtime: int = FIXED_MTIME) -> PackagedChart:
     patterns = [".git", ".helmignore", "*.tgz.partial"]
     ignore_file = path / ".helmignore"
     if ignore_file.is_file():
-        patterns += [l.strip() for l in ignore_file.read_text().splitlines() if l.strip() and not l.startswith("#")]
+        patterns += [line.strip() for line in ignore_file.read_text().splitlines()
+                     if line.strip() and not line.startswith("#")]
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
         for file in sorted(p for p in path.rglob("*") if p.is_file()):

@@ -38,7 +38,8 @@ def _registry_options(f):
 
 def _make_registry_options(ca_file, insecure_registry, allow_insecure_auth, username, password_stdin, *,
                            target: Target | None = None, use_env: bool = True, flag: str = "--username",
-                           stdin_flag: str = "--password-stdin", env_prefix: str = "AIRGAP_REGISTRY") -> RegistryOptions:
+                           stdin_flag: str = "--password-stdin",
+                           env_prefix: str = "AIRGAP_REGISTRY") -> RegistryOptions:
     """Registry options whose username/password belong to ``target``'s host only (never to the other
     hosts a command talks to). ``use_env``: read ``<env_prefix>_USERNAME``/``_PASSWORD``."""
     ctx = click.get_current_context(silent=True)
@@ -199,7 +200,8 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
     def build_first() -> None:
         _run_build(obj, images, store or default_store(), source, builder, (), build_args)
 
-    opts = BundleOptions(key=key, base=base, build=None if no_build else build_first, split=parse_size(split) if split else None, output=output, chart=chart,
+    opts = BundleOptions(key=key, base=base, build=None if no_build else build_first,
+                         split=parse_size(split) if split else None, output=output, chart=chart,
                          crds=list(crds), no_chart=no_chart, no_crds=no_crds,
                          platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
                          registry=registry_options,
@@ -337,7 +339,8 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
               help="Where a zstd-compressed bundle is decompressed first (default: next to it).")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="cosign public key the bundle and every image must be signed with.")
-@click.option("--insecure-skip-verify", is_flag=True, help="Load without checking signatures (digests are still checked).")
+@click.option("--insecure-skip-verify", is_flag=True,
+              help="Load without checking signatures (digests are still checked).")
 @click.option("--allow-downgrade", is_flag=True, help="Load a bundle older than the newest one this target has seen.")
 @click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where policy.json, registries.d/ and kyverno-policy.yaml go (default: next to the values file).")
@@ -400,7 +403,8 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 def probe(registry, target_kind, as_json, **reg) -> None:
-    """Show what a registry supports (auth, mount, referrers, chunked upload, OCI index) and what a load does about it."""
+    """Show what a registry supports (auth, mount, referrers, chunked upload, OCI index) and what a load does
+    about it."""
     from airgap.targets.probe import probe as run_probe
 
     result = run_probe(Target.parse(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS},

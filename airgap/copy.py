@@ -17,14 +17,16 @@ again as it streams.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from airgap import limits
 from airgap.errors import (
-    AirgapError, BundleError, DigestMismatch, InputError, ManifestBlobUnknown, RegistryError, TransientError,
+    AirgapError, DigestMismatch, InputError, ManifestBlobUnknown, MissingBlobs, RegistryError, Transient,
 )
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.attachment import ATTESTATION, REFERRER, SBOM, SIGNATURE, Attachment
@@ -104,6 +106,7 @@ class CopyReport:
         return {
             "images": [vars(i) for i in self.images if i.kind == "image"],
             "signatures": [vars(i) for i in self.images if i.kind == SIGNATURE],
+            "charts": [vars(i) for i in self.images if i.kind == "chart"],
             "attachments": [vars(i) for i in self.images if i.kind not in ("image", SIGNATURE, "chart", "record")],
             "blobs_uploaded": self.blobs_uploaded, "bytes_uploaded": self.bytes_uploaded,
             "blobs_mounted": self.blobs_mounted, "blobs_present": self.blobs_present,
@@ -234,19 +237,10 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
                              f"{n} bytes where {desc.size} were expected (changed since it was verified)")
 
 
-class MissingBlobs(BundleError):
-    """Blobs the source does not hold and the destination lacks (a delta loaded without its base)."""
-
-    def __init__(self, blobs: list[Descriptor], hint: str = ""):
-        self.blobs = blobs
-        names = ", ".join(str(b.digest) for b in blobs[:5]) + (f" and {len(blobs) - 5} more" if len(blobs) > 5 else "")
-        super().__init__(f"{len(blobs)} blobs are neither in the bundle nor in the target: {names}"
-                         + (f"; {hint}" if hint else "") + ". Nothing was pushed")
-
-
 class CopyEngine:
-    def __init__(self, *, concurrency: int = 8, progress: Progress | None = None, verify_first: bool = False,
-                 dry_run: bool = False, retries: int = 3):
+    def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
+                 verify_first: bool = False,
+                 dry_run: bool = False, retries: int = limits.COPY_RETRIES):
         self.concurrency = max(1, concurrency)
         self.progress = progress or Progress()
         self.verify_first = verify_first
@@ -414,12 +408,12 @@ class CopyEngine:
                 # Hashing twice costs CPU the registry needs on a small host: a blob verified in the
                 # first pass is checked again by a registry on commit, so it only gets a size check.
                 rehash = not (self._verified and dst.checks_digests_on_write)
-                dst.put_blob(desc, lambda: self._body(src, desc, count=attempt == 1, rehash=rehash))
+                dst.put_blob(desc, functools.partial(self._body, src, desc, count=attempt == 1, rehash=rehash))
                 return
-            except TransientError:
+            except Transient:
                 if attempt >= self.retries:
                     raise
-                time.sleep(0.5 * 2 ** (attempt - 1))
+                time.sleep(limits.RETRY_BACKOFF * 2 ** (attempt - 1))
 
     def _mount_or_upload(self, src: Store, dst: Store, desc: Descriptor, have: Store) -> bool:
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from airgap import safeyaml
+from airgap import limits, safeyaml
 from airgap.errors import InputError
 from airgap.model import Platform, Reference
 from airgap.model.reference import valid_repository, valid_tag
@@ -22,7 +22,7 @@ from airgap.names import repository_problem
 _FENCE_OPEN = re.compile(r"^(```+|~~~+)\s*yaml\s+airgap\s*$")
 _VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
-MAX_IMAGES_MD = 8 << 20  # prose included; the YAML block itself is capped lower (airgap.safeyaml)
+MAX_IMAGES_MD = limits.IMAGES_MD_BYTES
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
     allowed = {"release", "images", "chart", "crds", "platforms", "source"}
     for key_node, _ in root.value:
         if key_node.value not in allowed:
-            raise InputError(f"{where(key_node)}: unknown key {key_node.value!r} (allowed: {', '.join(sorted(allowed))})")
+            raise InputError(f"{where(key_node)}: unknown key {key_node.value!r} "
+                             f"(allowed: {', '.join(sorted(allowed))})")
 
     release_node = doc.get("release")
     if release_node is None or not isinstance(release_node, yaml.ScalarNode) or not release_node.value:
@@ -156,7 +157,8 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
     for node in images_node.value:
         entry = _image(node, where, path, offset)
         if entry.name in names:
-            raise InputError(f"{path}:{entry.line}: image name {entry.name!r} is already used on line {names[entry.name]}")
+            raise InputError(f"{path}:{entry.line}: image name {entry.name!r} is already used on line "
+                             f"{names[entry.name]}")
         names[entry.name] = entry.line
         if entry.values:
             if entry.values in values_seen:
@@ -181,7 +183,8 @@ def parse_block(block: str, path: Path, offset: int = 0) -> ImagesFile:
     source = None
     if source_node is not None:
         if not isinstance(source_node, yaml.ScalarNode) or not source_node.value:
-            raise InputError(f"{where(source_node)}: source: is GIT_URL@COMMIT or a directory (the application sources)")
+            raise InputError(f"{where(source_node)}: source: is GIT_URL@COMMIT or a directory "
+                             "(the application sources)")
         source = str(source_node.value)
     return ImagesFile(path, release, tuple(images), chart, tuple(crds), platforms, source)
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs
@@ -42,7 +43,7 @@ class LoadOptions:
     crds_out: Path | None = None
     chart_out: Path | None = None
     dry_run: bool = False
-    concurrency: int = 8
+    concurrency: int = limits.COPY_CONCURRENCY
     scratch: Path | None = None  # where a zstd bundle is decompressed (default: next to it)
     key: PublicKey | None = None
     insecure_skip_verify: bool = False
@@ -127,10 +128,11 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag], attach=_signatures(i, src)))
         if options.push_chart and m.chart:
             from airgap import chartoci
-            art = chartoci.build(reader.read_member(m.chart.path, limit=64 << 20), f"{bundle.name}:{m.chart.path}")
+            art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES),
+                                 f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
-                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
+                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag], kind="chart"))
             chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
         if not options.dry_run and opened.profile.namespaces in ("project", "repository"):
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
@@ -143,7 +145,9 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         from airgap.targets.plan import check_push_access, plan_tags
         jobs = plan_tags(jobs, m, opened, options.key, progress)
         if not options.dry_run and jobs:
-            check_push_access(opened, jobs[0].dst.repository)
+            first = jobs[0].dst
+            assert isinstance(first, RegistryStore)  # every load job pushes into the target
+            check_push_access(opened, first.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
         try:
@@ -157,8 +161,8 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Only a verified, signed bundle is recorded: the record is trusted for its signature. A new
             # tag per release, so it advances on immutable targets too; failing to write it fails the load.
             try:
-                write_record(client, target, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, 4096),
-                             record, m.created)
+                write_record(client, target, reader.manifest_bytes,
+                             reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES), record, m.created)
             except AirgapError as exc:
                 raise RegistryError(f"images are loaded, but release {m.release} could not be recorded in {target} "
                                 f"for rollback protection: {exc}") from None
@@ -224,8 +228,8 @@ def _plan_outputs(reader: BundleReader, m: BundleManifest, target: Target, optio
         directory = resolve_dir(options.out_dir or Path("."), "--out-dir")
         files = render_all(options.emit, m, target, bundle_name, insecure=options.registry.insecure,
                            ca_file=options.registry.ca_file, naming=options.naming)
-        for rel, data in files.items():
-            add(directory, rel, data if isinstance(data, bytes) else data.encode(), "--out-dir")
+        for rel, content in files.items():
+            add(directory, rel, content if isinstance(content, bytes) else content.encode(), "--out-dir")
     if not options.dry_run:
         plan.check()
     return out

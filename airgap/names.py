@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
+from airgap import limits
 from airgap.model.reference import HOST_RE, valid_repository, valid_tag
 
-MAX_REPOSITORY = 255  # Distribution's limit on a repository name
+MAX_REPOSITORY = limits.REPOSITORY_NAME
 VALUES_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")  # no leading dot, no separators
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")

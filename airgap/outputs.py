@@ -23,15 +23,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from airgap.errors import InputError
+from airgap import limits
+from airgap.errors import OutputError
 from airgap.fsutil import atomic_write
 
-#: Room left on a file system beyond what we write: a disk filled to the last byte breaks the node.
-SPACE_MARGIN = 1 << 20
-
-
-class OutputError(InputError):
-    """An output path that cannot be written as asked (wrong kind, link, read-only, no space)."""
+SPACE_MARGIN = limits.OUTPUT_SPACE_MARGIN
 
 
 def _nearest_existing(path: Path) -> Path:

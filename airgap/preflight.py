@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap import limits
 from airgap.copy import CopyJob, resolve
 from airgap.errors import AirgapError, InputError
 from airgap.imagesfile import ImageEntry, ImagesFile
@@ -26,7 +27,7 @@ from airgap.places.layout import LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import human_bytes
 
-MARGIN = 64 << 20  # tar headers, manifests, signatures and the partial file's slack
+MARGIN = limits.BUNDLE_SPACE_MARGIN
 
 
 @dataclass

@@ -26,7 +26,7 @@ class _Amount(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.fields.get("unit") == "images":
             return Text("" if isinstance(self.inner, TransferSpeedColumn) else f"{task.completed:.0f}/{task.total:.0f}")
-        return self.inner.render(task)  # type: ignore[return-value]
+        return self.inner.render(task)  # type: ignore[return-value]  # the columns we wrap all render a Text
 
 
 class Progress:
@@ -71,7 +71,8 @@ class PlainProgress(Progress):
                 return
             self._next_mark = (pct // 25 + 1) * 25
             elapsed = max(time.monotonic() - self._t0, 1e-6)
-            line = f"  {self._label}: {min(pct, 100)}% ({human_bytes(self._done)}, {human_bytes(int(self._done / elapsed))}/s)"
+            rate = human_bytes(int(self._done / elapsed))
+            line = f"  {self._label}: {min(pct, 100)}% ({human_bytes(self._done)}, {rate}/s)"
         self._print(line)
 
     def note(self, message: str) -> None:

@@ -15,9 +15,10 @@ import json
 import re
 from dataclasses import dataclass
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyEngine, CopyJob
-from airgap.errors import AirgapError, BundleError, NotFound, RegistryError
+from airgap.errors import AirgapError, DowngradeRefused, NotFound, RegistryError
 from airgap.model import Descriptor, sha256_digest
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
@@ -32,15 +33,11 @@ from airgap.sign.keys import PublicKey
 RECORD_REPOSITORY = "airgap-releases"
 RECORD_TAG = "loaded"         # the moving tag older airgap releases wrote: read, never written
 RECORD_TAG_RE = re.compile(r"^r[0-9A-Za-z]{1,40}-[0-9a-f]{16}$")
-MAX_RECORDS = 1000
+MAX_RECORDS = limits.RELEASE_RECORDS
 ARTIFACT_TYPE = "application/vnd.airgap.load-record.v1"
 MANIFEST_MEDIA = "application/vnd.airgap.bundle.manifest.v1+json"
 SIGNATURE_MEDIA = "application/vnd.airgap.bundle.signature.v1"
 EMPTY = b"{}"
-
-
-class DowngradeRefused(BundleError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,6 @@ class LoadRecord:
     release: str
     created: str
     manifest_digest: str
-    trusted: bool  # its signature verified with the key given to this load
 
 
 def _store(client: RegistryClient, target: Target) -> RegistryStore:
@@ -105,10 +101,10 @@ def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | No
         return None
 
     def blob(media: str) -> bytes | None:
-        desc = next((l for l in manifest.layers if l.media_type == media), None)
-        if desc is None or desc.size > 64 << 20:
+        desc = next((layer for layer in manifest.layers if layer.media_type == media), None)
+        if desc is None or desc.size > limits.RELEASE_RECORD_BYTES:
             return None
-        data = read_small(store, desc, 64 << 20)
+        data = read_small(store, desc, limits.RELEASE_RECORD_BYTES)
         return data if sha256_digest(data) == desc.digest else None
 
     data, sig = blob(MANIFEST_MEDIA), blob(SIGNATURE_MEDIA)
@@ -124,7 +120,7 @@ def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | No
         return None
     if not isinstance(doc, dict):
         return None
-    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)), True)
+    return LoadRecord(str(doc.get("release")), str(doc.get("created")), str(sha256_digest(data)))
 
 
 def check_downgrade(record: LoadRecord | None, manifest: BundleManifest, target: Target,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airgap import limits
+
 
 class JSONLimitError(ValueError):
     """The document breaks a size, depth or count limit; the message says which."""
@@ -20,12 +22,13 @@ class JSONLimitError(ValueError):
 def _int(text: str) -> int:
     # int() of a long digit string is quadratic (and limited only since Python 3.11): no field needs
     # more than 19 digits.
-    if len(text) > 20:
+    if len(text) > limits.JSON_INT_DIGITS:
         raise JSONLimitError(f"an integer of {len(text)} digits")
     return int(text)
 
 
-def loads(data: bytes, *, max_bytes: int, max_depth: int = 32, max_tokens: int = 1_000_000) -> Any:
+def loads(data: bytes, *, max_bytes: int, max_depth: int = limits.JSON_DEPTH,
+          max_tokens: int = limits.JSON_TOKENS) -> Any:
     """Parse ``data``; raises JSONLimitError past a limit, ValueError when it is not JSON."""
     if len(data) > max_bytes:
         raise JSONLimitError(f"{len(data)} bytes, over the {max_bytes}-byte limit")

@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent
 
-MAX_BYTES = 1 << 20   # IMAGES.md's block and Chart.yaml are a few KiB
-MAX_DEPTH = 32
-MAX_NODES = 100_000
+from airgap import limits
+
+MAX_BYTES = limits.YAML_BYTES
+MAX_DEPTH = limits.YAML_DEPTH
+MAX_NODES = limits.YAML_NODES
 
 
 class YAMLLimitError(yaml.MarkedYAMLError):

@@ -6,6 +6,7 @@ For sites with a one-way link or a DMZ registry: load the bundle into the DMZ re
 
 from __future__ import annotations
 
+from airgap import limits
 from airgap.copy import CopyEngine, CopyJob, CopyReport, select_attachments
 from airgap.imagesfile import ImageEntry, ImagesFile
 from airgap.model import Reference
@@ -26,7 +27,7 @@ def target_tag(entry: ImageEntry, release: str) -> str:
 
 
 def sync(images: ImagesFile, source: Target, dest: Target, *, source_options: RegistryOptions,
-         dest_options: RegistryOptions, concurrency: int = 8, progress: Progress | None = None,
+         dest_options: RegistryOptions, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
          dry_run: bool = False, attachments: str = "all") -> CopyReport:
     """``attachments`` selects what travels with each image (airgap.copy.select_attachments): all of
     it by default, since a mirror that drops SBOMs or signatures is not a mirror."""

@@ -27,7 +27,8 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
+from collections.abc import Iterator
 
 __all__ = [
     "LayerSpec",
@@ -94,7 +95,7 @@ class _Platform:
     variant: str | None
 
     @classmethod
-    def parse(cls, text: str) -> "_Platform":
+    def parse(cls, text: str) -> _Platform:
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise ValueError(f"platform must look like os/arch[/variant], got {text!r}")
@@ -143,7 +144,7 @@ def _derive_seed(*parts: object) -> int:
 class _HashingWriter:
     """File-like sink that hashes and counts what passes through it on the way to ``out``."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO | gzip.GzipFile) -> None:
         self._out = out
         self.sha = hashlib.sha256()
         self.size = 0

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from airgap import __version__
+from airgap import __version__, limits
 from airgap.bundle.format import BundleFile
 from airgap.errors import DigestMismatch, InputError
 
@@ -22,7 +22,7 @@ TOOLS_DIR = "tools"
 TOOL_KIND = "tool"
 DIST_NAME = "airgap-oci"
 ENV_VAR = "AIRGAP_TOOLS"  # a wheelhouse directory, or "none"; overrides the make dist default
-CHUNK = 1 << 20
+CHUNK = limits.CHUNK
 
 
 @dataclass(frozen=True)

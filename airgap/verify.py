@@ -10,6 +10,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME
 from airgap.bundle.reader import BundleReader
 from airgap.errors import DigestMismatch
@@ -52,7 +53,8 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
     if SIGNATURE_NAME not in reader.members:
         raise SignatureError(f"{where} is not signed (no {SIGNATURE_NAME}); make it with `airgap bundle --key`, "
                              "or load it with --insecure-skip-verify")
-    verify_blob(key, reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limit=4096), f"bundle {where}")
+    signature = reader.read_member(SIGNATURE_NAME, limit=limits.BUNDLE_SIGNATURE_BYTES)
+    verify_blob(key, reader.manifest_bytes, signature, f"bundle {where}")
     m = reader.manifest
     report = VerifyReport(where, m.release, key.fingerprint)
     fmt = CosignLegacy()
@@ -75,14 +77,15 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
 
 
 def verify_content(reader: BundleReader, report: VerifyReport, progress: Progress | None = None,
-                   concurrency: int = 4) -> None:
+                   concurrency: int = limits.VERIFY_CONCURRENCY) -> None:
     """Every blob every image needs, and every file, against its digest."""
     report.blobs_checked, report.bytes_checked = verify_blobs(reader, progress, concurrency)
     reader.verify_files()
     report.files_checked = len(reader.manifest.files)
 
 
-def verify_blobs(reader: BundleReader, progress: Progress | None = None, concurrency: int = 4) -> tuple[int, int]:
+def verify_blobs(reader: BundleReader, progress: Progress | None = None,
+                 concurrency: int = limits.VERIFY_CONCURRENCY) -> tuple[int, int]:
     """Every blob the bundle holds for its images, against its digest: (count, bytes)."""
     progress = progress or Progress()
     needed = reader.check_complete()

@@ -340,7 +340,8 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
 
     # -- corpus ------------------------------------------------------------------------------
     layout = work / "layout"
-    print(f"generating corpus: {total / GB:.2f} GB, {args.images} images, base layer {base / GB:.2f} GB ...", flush=True)
+    print(f"generating corpus: {total / GB:.2f} GB, {args.images} images, base layer {base / GB:.2f} GB ...",
+          flush=True)
     t0 = time.perf_counter()
     # Two images carry a small gzip layer (realistic media types) without slowing generation much.
     refs = make_corpus(layout, total_bytes=total, images=args.images, base_bytes=base, seed=1,

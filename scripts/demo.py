@@ -89,7 +89,8 @@ def main() -> None:
         crd_args: list[str] = []
         for crd in spec.crds:
             # The CRD URL cannot be fetched offline; a verified copy seeds the download cache when there is one.
-            candidates = list(SHARED_CRDS.glob("*.yml")) + list(SHARED_CRDS.glob("*.yaml")) if SHARED_CRDS.is_dir() else []
+            candidates = (list(SHARED_CRDS.glob("*.yml")) + list(SHARED_CRDS.glob("*.yaml"))
+                          if SHARED_CRDS.is_dir() else [])
             match = next((c for c in candidates if hashlib.sha256(c.read_bytes()).hexdigest() == crd.sha256), None)
             if match:
                 (WORK / "files").mkdir(exist_ok=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import platform
 import re
@@ -186,8 +185,8 @@ def download(out: Path, cache: Path, pythons: list[str], arches: list[str]) -> N
             # A directory per target, kept: a rerun whose files are all there does not run pip.
             d = cache / "wheels" / f"{tag(py)}-{arch}"
             if not cached(d, lock_file):
-                run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", "--only-binary=:all:",
-                    *platform_args(arch), "--python-version", py, "--implementation", "cp",
+                run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes",
+                    "--only-binary=:all:", *platform_args(arch), "--python-version", py, "--implementation", "cp",
                     "-d", str(d), "-r", str(lock_file))
             wanted = locked_hashes(lock_file)
             for whl in sorted(d.glob("*.whl")):  # only what this lock pins: the cache may hold older files

@@ -45,6 +45,10 @@ def test_chart_pushed_as_oci_artifact_and_helm_pulls_it(chart_bundle, registry, 
     report = json.loads(proc.stdout)
     assert report["target"]["kind"] == "generic"
     assert report["chart"] == {"ref": f"oci://{registry.host}/haystack/charts/haystack-rag", "version": "0.1.0"}
+    # the chart is reported as a chart, not as a fourth image
+    assert sorted(i["name"] for i in report["images"]) == ["haystack-indexing", "haystack-query", "opensearch"]
+    assert [(c["destination"], c["tags"]) for c in report["charts"]] == [
+        (f"{registry.host}/haystack/charts/haystack-rag", ["0.1.0"])]
     pulled = tmp_path / "pulled"
     pulled.mkdir()
     helm = subprocess.run([str(HELM3), "pull", report["chart"]["ref"], "--version", "0.1.0", "--plain-http",
@@ -62,6 +66,9 @@ def test_chart_pushed_as_oci_artifact_and_helm_pulls_it(chart_bundle, registry, 
     again = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/haystack", "--insecure-registry",
                       "--values-out", str(tmp_path / "v.yaml"))
     assert again["manifests_pushed"] == 0 and again["bytes_uploaded"] == 0
+    text = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/haystack",
+                  "--insecure-registry", "--values-out", str(tmp_path / "v.yaml"))
+    assert "3 images (3 already present)" in text.stderr, text.stderr
 
 
 def _bundle_manifest(digests: dict[str, str]) -> BundleManifest:

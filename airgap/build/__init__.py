@@ -88,8 +88,8 @@ def build_images(images: ImagesFile, store: Path, source: str | None = None, bui
     for target in targets:
         if target.base is not None:
             # buildah names local images localhost/NAME; the Docker Engine takes the tag as it is.
-            local = f"localhost/{target.base}" if chosen.name == "buildah" else target.base
-            target = replace(target, args={**target.args, "BASE_IMAGE": local})
+            base_ref = f"localhost/{target.base}" if chosen.name == "buildah" else target.base
+            target = replace(target, args={**target.args, "BASE_IMAGE": base_ref})
         built.append(_build_one(chosen, target, layout, logs, progress))
     return packed + built
 

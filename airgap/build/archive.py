@@ -15,12 +15,13 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, TypeVar
 
 from airgap.errors import BuildError
-from airgap.model import Descriptor, Digest, parse_manifest, sha256_digest
+from airgap.model import Descriptor, Digest, DigestingReader, parse_manifest, sha256_digest
 from airgap.model.digest import CHUNK
 from airgap.places.layout import LayoutStore
 
@@ -48,24 +49,27 @@ class HashingWriter:
 
 
 def stream_blob(store: LayoutStore, media_type: str, write: Callable[[HashingWriter], T]) -> tuple[Descriptor, T]:
-    """A blob of ``store`` made by ``write(sink)``: written to a temporary file while hashed, renamed to its
-    digest only once ``write`` returned (an exception from it, e.g. a failed check, leaves nothing)."""
-    fd, tmp = tempfile.mkstemp(prefix=".blob-", suffix=".partial", dir=store.root / "blobs" / "sha256")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            sink = HashingWriter(out)
-            extra = write(sink)
-            out.flush()
-            os.fsync(out.fileno())
+    """A blob of ``store`` made by ``write(sink)`` (compressed on the way in, so its digest is known only
+    at the end): written to an unnamed scratch file while hashed, then handed to ``store.put_blob``,
+    which commits it atomically under its digest. An exception from ``write`` (a failed check) leaves
+    nothing in the store; a blob the store already holds is not written again.
+
+    The scratch file sits beside the store, not in /tmp: a layer can be gigabytes, and /tmp is often
+    a RAM-backed tmpfs."""
+    with tempfile.TemporaryFile(prefix=".airgap-blob-", dir=store.root.parent) as scratch:
+        sink = HashingWriter(scratch)
+        extra = write(sink)
+        scratch.flush()
         desc = Descriptor(media_type, Digest("sha256", sink.sha.hexdigest()), sink.size)
-        os.replace(tmp, store.blob_path(desc.digest))
-        return desc, extra
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        if not store.blob_exists(desc):
+            def body() -> Iterator[bytes]:
+                # Re-hashed on the way in: the store commits only what matches the descriptor.
+                scratch.seek(0)
+                return iter(DigestingReader(iter(lambda: scratch.read(CHUNK), b""), desc.digest, desc.size,
+                                            f"{store.description}: blob {desc.digest}"))
+
+            store.put_blob(desc, body)
+    return desc, extra
 
 
 def import_docker_archive(archive: Path, store: LayoutStore, tag: str, epoch: int | None = None) -> Digest:
@@ -90,12 +94,16 @@ def import_docker_archive(archive: Path, store: LayoutStore, tag: str, epoch: in
         for h in config.get("history", []):
             h["created"] = stamp
     config_bytes = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
-    config_desc = _add_bytes(store, config_bytes, OCI_CONFIG)
+    config_desc = put_bytes(store, config_bytes, OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc.to_json(),
                 "layers": [d.to_json() for d in layers]}
     parsed = parse_manifest(json.dumps(manifest, separators=(",", ":")).encode(), OCI_MANIFEST)
     store.put_manifest(parsed, tag)
     return parsed.digest
+
+
+def _where(tar: tarfile.TarFile) -> str:
+    return os.fsdecode(tar.name) if tar.name else "docker archive"
 
 
 def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
@@ -104,11 +112,12 @@ def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
     except KeyError:
         fh = None
     if fh is None:
-        raise BuildError(f"{tar.name}: docker archive has no {name}")
+        raise BuildError(f"{_where(tar)}: docker archive has no {name}")
     return fh
 
 
-def _add_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
+def put_bytes(store: LayoutStore, data: bytes, media_type: str) -> Descriptor:
+    """A small blob (a config) into ``store``, unless it is there already."""
     desc = Descriptor(media_type, sha256_digest(data), len(data))
     if not store.blob_exists(desc):
         store.put_blob(desc, lambda: iter([data]))
@@ -121,7 +130,7 @@ def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore
     def write(sink: HashingWriter) -> None:
         raw = hashlib.sha256()
         # mtime=0 and no file name in the header: identical layers give identical blobs.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0, compresslevel=6) as gz:
             while True:
                 chunk = src.read(CHUNK)
                 if not chunk:
@@ -129,6 +138,7 @@ def _add_layer(tar: tarfile.TarFile, name: str, diff_id: str, store: LayoutStore
                 raw.update(chunk)
                 gz.write(chunk)
         if f"sha256:{raw.hexdigest()}" != diff_id:
-            raise BuildError(f"{tar.name}: layer {name} has digest sha256:{raw.hexdigest()}, the config says {diff_id}")
+            raise BuildError(f"{_where(tar)}: layer {name} has digest sha256:{raw.hexdigest()}, "
+                             f"the config says {diff_id}")
 
     return stream_blob(store, OCI_LAYER_GZIP, write)[0]

@@ -52,7 +52,8 @@ class BuildahBuilder:
 
     def build(self, target: BuildTarget, store: LayoutStore, log: Path, progress: Progress) -> str:
         scratch = Path(tempfile.mkdtemp(prefix=".build-", dir=store.root.parent))
-        manifest_list = f"localhost/airgap-build-{target.name}-{uuid.uuid4().hex[:8]}" if len(target.platforms) > 1 else None
+        manifest_list = (f"localhost/airgap-build-{target.name}-{uuid.uuid4().hex[:8]}" if len(target.platforms) > 1
+                         else None)
         try:
             iidfile = scratch / "iid"
             cmd = [self.binary, "bud", "--file", str(target.dockerfile)]

@@ -14,6 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from airgap import limits
 from airgap.build.archive import import_docker_archive
 from airgap.build.plan import LOG_TAIL_LINES, BuildTarget, tail
 from airgap.errors import BuildError
@@ -21,8 +22,8 @@ from airgap.places.layout import LayoutStore
 from airgap.progress import Progress
 
 # A RUN step may print nothing for many minutes (a big pip install); only the probe is short.
-BUILD_TIMEOUT = 6 * 3600
-PROBE_TIMEOUT = 5
+BUILD_TIMEOUT = limits.BUILD_TIMEOUT
+PROBE_TIMEOUT = limits.BUILDER_PROBE_TIMEOUT
 
 
 def docker_host() -> str:
@@ -59,8 +60,8 @@ class DockerBuilder:
             self.client.ping()
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise BuildError(f"cannot reach the Docker Engine at {docker_host()} ({reason[:200]}); start dockerd or set "
-                             "DOCKER_HOST, or build without a daemon: --builder buildah") from None
+            raise BuildError(f"cannot reach the Docker Engine at {docker_host()} ({reason[:200]}); start dockerd or "
+                             "set DOCKER_HOST, or build without a daemon: --builder buildah") from None
         # A daemon without the default bridge network (dockerd --bridge=none) cannot give RUN steps a
         # network; ask for none, or the build fails before its first step.
         self.network_mode = None if self.client.api.networks(names=["bridge"]) else "none"

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from airgap import limits
 from airgap.build.source import SourceTree
 from airgap.errors import InputError
 from airgap.imagesfile import ImageEntry, ImagesFile
@@ -23,7 +24,7 @@ from airgap.model import Platform
 from airgap.places.layout import LayoutStore
 from airgap.progress import Progress
 
-LOG_TAIL_LINES = 15
+LOG_TAIL_LINES = limits.BUILD_LOG_TAIL_LINES
 
 
 @dataclass(frozen=True)

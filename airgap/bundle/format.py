@@ -85,7 +85,7 @@ class BundleManifest:
         return json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
 
     @classmethod
-    def from_json(cls, data: bytes, where: str) -> "BundleManifest":
+    def from_json(cls, data: bytes, where: str) -> BundleManifest:
         """Parse and validate (airgap.bundle.schema): limits first, then every field's type and rules."""
         from airgap.bundle.schema import check_manifest, load_document
         fields = check_manifest(load_document(data, where), where, FORMAT_VERSION)

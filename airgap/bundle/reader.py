@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from airgap import safejson
+from airgap import limits, safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
 from airgap.bundle.writer import BLOCK, RECORD
@@ -36,11 +36,11 @@ from airgap.sign.cosign import signature_tag
 from airgap.sign.keys import PublicKey
 
 MAX_BUNDLE_MANIFEST = MAX_MANIFEST_BYTES
-MAX_SIGNATURE = 4096          # base64 of a DER ECDSA P-256 signature is under 100 bytes
-MAX_PART_HEADER = 4096
-MAX_TAR_HEADER = 64 << 10     # payload of one pax or GNU long-name header (a path and a size, in practice)
-MAX_LAYOUT_INDEX = 4 << 20
-ZSTD_MAX_WINDOW = 1 << 27     # libzstd's own default limit: bounds the decompressor's memory
+MAX_SIGNATURE = limits.BUNDLE_SIGNATURE_BYTES
+MAX_PART_HEADER = limits.PART_HEADER_BYTES
+MAX_TAR_HEADER = limits.TAR_HEADER_BYTES
+MAX_LAYOUT_INDEX = limits.LAYOUT_INDEX_BYTES
+ZSTD_MAX_WINDOW = limits.ZSTD_MAX_WINDOW
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,11 @@ class _CappedInfo(tarfile.TarInfo):
     """tarfile reads a pax or GNU long-name header's whole payload into memory, whatever size the
     header claims: cap it before it is read."""
 
-    def _proc_member(self, tf):  # type: ignore[override]
+    def _proc_member(self, tf):
         if self.type in _EXTENDED and self.size > MAX_TAR_HEADER:
             raise _Refused(f"a {self.size}-byte extended tar header (pax or GNU long name) at byte "
                            f"{self.offset}, over the {MAX_TAR_HEADER}-byte limit")
-        return super()._proc_member(tf)
+        return super()._proc_member(tf)  # type: ignore[misc]  # tarfile's private hook: not in typeshed
 
 
 _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
@@ -164,7 +164,7 @@ def parse_head(head: Head, where: str, key: PublicKey | None) -> BundleManifest:
     """Signature over the raw bytes first (with ``key``), then the bounded, typed parse."""
     if key is not None:
         if head.signature is None:
-            from airgap.sign.cosign import SignatureError
+            from airgap.errors import SignatureError
             raise SignatureError(f"{where} is not signed (no {SIGNATURE_NAME}); make it with `airgap bundle --key`, "
                                  "or load it with --insecure-skip-verify")
         from airgap.sign.blob import verify_blob
@@ -204,7 +204,7 @@ def _decompress_capped(path: Path, dst: BinaryIO, cap: int, where: str) -> None:
 
 @contextmanager
 def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=None,
-                key: PublicKey | None = None) -> Iterator["BundleReader"]:
+                key: PublicKey | None = None) -> Iterator[BundleReader]:
     """A reader for a plain or zstd-compressed bundle; with ``key``, nothing is parsed before the
     bundle signature verifies.
 
@@ -247,7 +247,7 @@ def open_bundle(path: Path | list[Path], scratch: Path | None = None, progress=N
         Path(tmp).unlink(missing_ok=True)
 
 
-def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"], max_members: int,
+def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], str | None], max_members: int,
               seen: dict[str, Path]) -> list[tuple[str, Member]]:
     """Every member of a tar as a byte range, checked as it is listed: regular files only (and the
     directories the format defines), each name allowed by ``allowed(name, position)``, and listed
@@ -260,7 +260,9 @@ def _scan_tar(path: Path, where: str, allowed: Callable[[str, int], "str | None"
                 info = tf.next()
                 if info is None:
                     break
-                tf.members.clear()  # tarfile keeps every header it reads; a tar of tiny members would fill memory
+                # tarfile keeps every header it reads (in .members, not in typeshed); a tar of tiny members
+                # would fill memory.
+                tf.members.clear()  # type: ignore[attr-defined]
                 if len(out) >= max_members:
                     raise BundleError(f"{where}: more than {max_members} members, more than its manifest accounts "
                                       "for; refused")
@@ -325,7 +327,8 @@ class BundleReader:
             if is_zstd(p):
                 raise BundleError(f"{p} is zstd-compressed: give it alone (the parts of a split bundle are plain tars)")
         self.members: dict[str, Member] = {}
-        main, main_head, parts = None, None, {}
+        main, main_head = None, None
+        parts: dict[int, Path] = {}
         for p in paths:
             where = str(display if display and len(paths) == 1 else p)
             head = read_file_head(p, where)
@@ -356,7 +359,7 @@ class BundleReader:
         """Lists every member of every file: names as the format defines them, each exactly once."""
         m = self.manifest
         files = {f.path for f in m.files}
-        budget = m.blob_count + len(m.files) + 10_000  # room for tools/ members a newer bundler adds
+        budget = m.blob_count + len(m.files) + limits.EXTRA_MEMBERS
 
         def in_main(name: str, position: int) -> str | None:
             if position == 0:
@@ -475,7 +478,7 @@ class BundleReader:
         m = self.members.get(self.blob_member(desc.digest))
         return m is not None and m.size == desc.size
 
-    def read_member(self, name: str, limit: int = 8 << 20) -> bytes:
+    def read_member(self, name: str, limit: int = limits.MEMBER_BYTES) -> bytes:
         m = self.members.get(name)
         if m is None:
             raise BundleError(f"{self.display}: member {name} is missing")
@@ -499,7 +502,7 @@ class BundleReader:
                 left -= len(chunk)
                 yield chunk
 
-    def store(self, image: str = "") -> "BundleStore":
+    def store(self, image: str = "") -> BundleStore:
         """The bundle as a place; with ``image`` (a name), scoped to that image's tags and attachments."""
         return BundleStore(self, image)
 
@@ -592,7 +595,7 @@ class BundleStore(Store):
                 raise BundleError(f"{self.description}: no image {ref!r}")
             ref = image.digest
         digest = Digest.parse(ref)
-        data = self.reader.read_member(self.reader.blob_member(digest), limit=4 << 20)
+        data = self.reader.read_member(self.reader.blob_member(digest), limit=limits.MANIFEST_BYTES)
         manifest = parse_manifest(data, None, where=f"{self.description} manifest {digest.short}")
         if manifest.digest != digest:
             raise DigestMismatch(f"{self.description}: manifest {digest.short}", str(digest), str(manifest.digest))
@@ -617,7 +620,3 @@ def read_head(path: Path) -> tuple[bytes, BundleManifest, bytes | None]:
         raise BundleError(f"{path}: not an airgap bundle (first member is not {MANIFEST_NAME})")
     return head.data, BundleManifest.from_json(head.data, str(path)), head.signature
 
-
-def read_manifest(path: Path) -> tuple[bytes, BundleManifest]:
-    data, manifest, _ = read_head(path)
-    return data, manifest

@@ -8,24 +8,25 @@ against the document's size, depth and value limits (airgap.safejson), which app
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Callable
 
-from airgap import names, safejson
+from airgap import limits, names, safejson
 from airgap.errors import BundleError
 from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 
-MAX_MANIFEST_BYTES = 16 << 20  # 100k referenced digests take 8 MiB; a real bundle needs far less
-MAX_DEPTH = 16                 # the format nests 4 deep (images[].upstream{}); room for unknown keys
-MAX_VALUES = 1_000_000
-MAX_IMAGES = 10_000
-MAX_FILES = 10_000
-MAX_PARTS = 999                # part file names carry two digits today; room to grow
-MAX_SIGNATURES = 256           # one per signed manifest: the index and each platform's
-MAX_PLATFORMS = 64
-MAX_TEXT = 1024                # any free-text field (source, created, tool...)
-MAX_SIZE = 1 << 50             # 1 PiB: no blob or bundle is larger; bounds the arithmetic
-MAX_CHART_BYTES = 64 << 20     # the chart is read into memory to push it as an OCI artifact
-MAX_ROOT_MANIFEST = 4 << 20    # registries refuse larger manifests
+MAX_MANIFEST_BYTES = limits.BUNDLE_MANIFEST_BYTES
+MAX_DEPTH = limits.BUNDLE_MANIFEST_DEPTH
+MAX_VALUES = limits.BUNDLE_MANIFEST_VALUES
+MAX_IMAGES = limits.BUNDLE_IMAGES
+MAX_FILES = limits.BUNDLE_FILES
+MAX_PARTS = limits.BUNDLE_PARTS
+MAX_SIGNATURES = limits.BUNDLE_SIGNATURES
+MAX_PLATFORMS = limits.BUNDLE_PLATFORMS
+MAX_TEXT = limits.BUNDLE_TEXT
+MAX_SIZE = limits.BUNDLE_SIZE
+MAX_CHART_BYTES = limits.CHART_BYTES
+MAX_ROOT_MANIFEST = limits.MANIFEST_BYTES
 
 Rule = Callable[[str], "str | None"]
 
@@ -61,14 +62,16 @@ class _Doc:
             raise self.fail(path, f"{_show(value)} {problem}")
         return value
 
-    def int(self, value: Any, path: str, low: int = 0, high: int = MAX_SIZE) -> int:
+    # After `def str` above, a bare `str` in this class's annotations would name that method.
+    def int(self, value: Any, path: builtins.str, low: int = 0, high: int = MAX_SIZE) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"must be an integer, not {_kind(value)}")
         if not low <= value <= high:
             raise self.fail(path, f"is {value}, outside {low}..{high}")
         return value
 
-    def field(self, doc: dict, key: str, path: str, read: Callable[[Any, str], Any], default: Any = ...) -> Any:
+    def field(self, doc: dict, key: builtins.str, path: builtins.str, read: Callable[[Any, builtins.str], Any],
+              default: Any = ...) -> Any:
         if key not in doc or (doc[key] is None and default is not ...):
             if default is ...:
                 raise self.fail(f"{path}.{key}" if path else key, "is missing")

@@ -26,7 +26,7 @@ class BundleWriter:
         self.written = 0
         self.sha256 = hashlib.sha256()  # of the file's bytes (uncompressed bundles: split parts' checksums)
 
-    def __enter__(self) -> "BundleWriter":
+    def __enter__(self) -> BundleWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._raw = open(self.partial, "wb")
         self._fh = self._raw

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.emit import containerd, k3s, kustomize, registries_conf
 from airgap.emit.mapping import DEFAULT_NAMING, mappings
@@ -31,7 +32,7 @@ def _read_ca(ca_file: Path | None) -> bytes | None:
         data = Path(ca_file).read_bytes()
     except OSError as exc:
         raise InputError(f"--ca-file {ca_file}: {exc.strerror or exc}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in data or len(data) > 1 << 20:
+    if b"-----BEGIN CERTIFICATE-----" not in data or len(data) > limits.CA_FILE_BYTES:
         raise InputError(f"--ca-file {ca_file}: not a PEM certificate bundle")
     return data
 

@@ -63,6 +63,7 @@ def render(maps: list[ImageMapping], target: Target, *, insecure: bool = False, 
                      "# containerd keeps the repository path when it mirrors; with --naming flat, images pushed",
                      "# under another name resolve only through the Helm values file / registries.conf:"]
             for m in items:
+                assert m.source is not None  # grouped by it above
                 same = m.repository == target.repository(m.source.repository)
                 lines.append(f"#   {m.source_text} -> {m.destination}@{m.digest}"
                              + ("" if same else "  (renamed: not served by this mirror)"))

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import yaml
 
 from airgap.bundle.format import BundleManifest
 from airgap.emit.mapping import DEFAULT_NAMING, ImageMapping, mappings
-from airgap.fsutil import atomic_write
 from airgap.registry.client import Target
 from airgap.sign.keys import PublicKey
 
@@ -98,9 +96,6 @@ def kyverno_policy(manifest: BundleManifest, maps: list[ImageMapping], target: T
     }
 
 
-POLICY_FILES = ("policy.json", "registries.d/airgap.yaml", "kyverno-policy.yaml")
-
-
 def render_policies(manifest: BundleManifest, target: Target, key: PublicKey,
                     naming: str = DEFAULT_NAMING) -> dict[str, bytes]:
     maps = mappings(manifest, target, naming)
@@ -110,11 +105,3 @@ def render_policies(manifest: BundleManifest, target: Target, key: PublicKey,
         "kyverno-policy.yaml": yaml.safe_dump(kyverno_policy(manifest, maps, target, key), sort_keys=False).encode(),
     }
 
-
-def write_policies(directory: Path, manifest: BundleManifest, target: Target, key: PublicKey,
-                   naming: str = DEFAULT_NAMING) -> list[Path]:
-    out = []
-    for rel, data in render_policies(manifest, target, key, naming).items():
-        atomic_write(directory / rel, data)
-        out.append(directory / rel)
-    return out

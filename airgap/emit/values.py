@@ -10,21 +10,20 @@ Shape (Bitnami convention: ``registry`` is host[:port], ``repository`` carries t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.errors import InputError
-from airgap.fsutil import atomic_write
 from airgap.registry.client import Target
 
 # A Helm values path: dot-separated keys as templates can reach them (``.Values.a.b``), no empty or
 # odd parts; bounded so a hostile bundle cannot make a huge or deep document.
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
-MAX_DEPTH = 8
+MAX_DEPTH = limits.VALUES_KEY_DEPTH
 
 
 def check_values_key(image_name: str, key: str) -> list[str]:
@@ -61,8 +60,3 @@ def render_values(manifest: BundleManifest, target: Target, bundle_name: str, na
               "# Every image is pinned by digest; use with: helm install -f THIS_FILE ...\n")
     return header + yaml.safe_dump(values_document(manifest, target, naming), sort_keys=False)
 
-
-def write_values(path: Path, manifest: BundleManifest, target: Target, bundle_name: str,
-                 naming: str = DEFAULT_NAMING) -> Path:
-    atomic_write(Path(path), render_values(manifest, target, bundle_name, naming).encode())
-    return Path(path)

@@ -95,7 +95,7 @@ class Attachment:
         return kind_of(self.artifact_type)
 
     @classmethod
-    def of(cls, subject: Digest, manifest: Manifest, tag: str | None = None) -> "Attachment":
+    def of(cls, subject: Digest, manifest: Manifest, tag: str | None = None) -> Attachment:
         """An attachment for a fetched manifest; a ``tag`` makes it a cosign-tag attachment."""
         if tag is None:
             return cls(subject, manifest.referrer_descriptor(), classify(manifest), REFERRER)

@@ -16,19 +16,19 @@ class Platform:
     variant: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Platform":
+    def parse(cls, text: str) -> Platform:
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise InputError(f"not a platform: {text!r} (expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64)")
         return cls(*parts)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "Platform | None":
+    def from_json(cls, data: dict[str, Any] | None) -> Platform | None:
         if not data:
             return None
         return cls(data.get("os", ""), data.get("architecture", ""), data.get("variant", "") or "")
 
-    def matches(self, other: "Platform") -> bool:
+    def matches(self, other: Platform) -> bool:
         """True when ``other`` (from an index) is what this filter asks for; no variant here means any."""
         return (self.os == other.os and self.architecture == other.architecture
                 and (not self.variant or self.variant == other.variant))
@@ -49,7 +49,7 @@ class Descriptor:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], where: str = "manifest") -> "Descriptor":
+    def from_json(cls, data: dict[str, Any], where: str = "manifest") -> Descriptor:
         try:
             size = int(data["size"])
             if size < 0:

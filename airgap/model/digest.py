@@ -7,11 +7,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from airgap import limits
 from airgap.errors import DigestMismatch, InputError
 
 _DIGEST_RE = re.compile(r"^(sha256):([a-f0-9]{64})$|^(sha512):([a-f0-9]{128})$")
 
-CHUNK = 1 << 20  # 1 MiB: large enough that hashing releases the GIL, small enough to bound memory
+CHUNK = limits.CHUNK
 
 
 @dataclass(frozen=True, order=True)
@@ -20,7 +21,7 @@ class Digest:
     hex: str
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         m = _DIGEST_RE.match(text or "")
         if not m:
             raise InputError(f"not a valid digest: {text!r} (expected sha256:<64 hex>)")
@@ -31,7 +32,7 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
 
-    def hasher(self) -> "hashlib._Hash":
+    def hasher(self) -> hashlib._Hash:
         return hashlib.new(self.algorithm)
 
     @property

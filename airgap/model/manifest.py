@@ -10,15 +10,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from airgap import safejson
+from airgap import limits, safejson
 from airgap.errors import InputError
 from airgap.model.descriptor import Descriptor, Platform
 from airgap.model.digest import Digest, sha256_digest
 from airgap.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES, MediaType
 
 # Distribution, Harbor, ECR and Nexus all refuse manifests over 4 MiB; reading more is never needed.
-MAX_MANIFEST_BYTES = 4 << 20
-MAX_DEPTH = 32  # descriptors nest three deep; annotations and unknown fields get room
+MAX_MANIFEST_BYTES = limits.MANIFEST_BYTES
+MAX_DEPTH = limits.MANIFEST_DEPTH
 
 
 @dataclass(frozen=True)

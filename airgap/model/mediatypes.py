@@ -10,7 +10,8 @@ class MediaType(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
 
     OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -35,10 +36,3 @@ MANIFEST_ACCEPT = ", ".join([
     MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_LIST, MediaType.DOCKER_MANIFEST,
 ])
 
-
-def is_index(media_type: str) -> bool:
-    return media_type in INDEX_TYPES
-
-
-def is_manifest(media_type: str) -> bool:
-    return media_type in MANIFEST_TYPES

@@ -54,7 +54,7 @@ class Reference:
     digest: Digest | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Reference":
+    def parse(cls, text: str) -> Reference:
         original = text
         text = text.strip()
         if not text:

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
+from airgap import limits
 from airgap.errors import AirgapError, NotFound
 from airgap.model import Descriptor, Digest
 from airgap.model.attachment import (
@@ -65,7 +66,7 @@ class Store(ABC):
     def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
         raise AirgapError(f"{self.description} is read-only")
 
-    def mount_blob(self, desc: Descriptor, source: "Store") -> bool:
+    def mount_blob(self, desc: Descriptor, source: Store) -> bool:
         """Make a blob from ``source`` (another repository in the same place) appear here without
         moving its bytes; False when the place cannot, and the caller uploads instead."""
         return False
@@ -84,7 +85,7 @@ class Store(ABC):
     def place_key(self) -> str:
         return self.description
 
-    def same_place(self, other: "Store") -> bool:
+    def same_place(self, other: Store) -> bool:
         """``other`` is another repository of this very place (blobs can be mounted between them)."""
         return other.place_key == self.place_key
 
@@ -124,9 +125,9 @@ class Store(ABC):
         if self.cosign_tags:
             for suffix in COSIGN_SUFFIXES:
                 tag = cosign_tag(subject, suffix)
-                manifest = self.fetch_tagged(tag)
-                if manifest is not None:
-                    out.append(Attachment.of(subject, manifest, tag))
+                tagged = self.fetch_tagged(tag)
+                if tagged is not None:
+                    out.append(Attachment.of(subject, tagged, tag))
         return out
 
     def has_attachment(self, att: Attachment) -> bool:
@@ -156,7 +157,7 @@ class Store(ABC):
             self.put_manifest(merged, tag)
 
 
-def read_small(store: Store, desc: Descriptor, limit: int = 1 << 20) -> bytes:
+def read_small(store: Store, desc: Descriptor, limit: int = limits.SMALL_BLOB_BYTES) -> bytes:
     """A small blob (signature payload, record) whole, reading no more than it declares: a broken or
     hostile server cannot make us buffer more than ``limit`` bytes."""
     if desc.size > limit:

@@ -47,8 +47,8 @@ class RegistryStore(Store):
     def place_key(self) -> str:
         return f"registry:{self.client.host}"
 
-    @property  # type: ignore[override]
-    def referrers_api(self) -> bool:
+    @property
+    def referrers_api(self) -> bool:  # type: ignore[override]  # a probed capability, not a constant
         known = _REFERRERS_API.get(self.client)
         if known is None:
             probe = Digest("sha256", "0" * 64)

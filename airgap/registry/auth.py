@@ -147,7 +147,7 @@ class Authenticator:
                 if creds:
                     self._check_transport(realm)
                     headers["Authorization"] = creds.basic_header()
-                resp = self._http.get(realm, params=query, headers=headers)
+                resp = self._http.get(realm, params=tuple(query), headers=headers)
         except httpx.HTTPError as exc:
             raise AuthError(f"cannot reach token service {realm} of registry {self.host}: {exc}") from None
         if resp.status_code in (401, 403):

@@ -32,24 +32,21 @@ from pathlib import Path
 
 import httpx
 
+from airgap import limits
 from airgap.model.reference import HOST_RE, api_host, canonical_registry
-from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError, TransientError
+from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError, Transient
 from airgap.registry import credentials as creds
 from airgap.registry.auth import Authenticator, error_text
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS = 10
-MAX_RETRY_WAIT = 60.0  # longer waits (Docker Hub's 6 h pull-limit window) are reported, not slept
+MAX_REDIRECTS = limits.MAX_REDIRECTS
+MAX_RETRY_WAIT = limits.MAX_RETRY_WAIT
 USER_AGENT = "airgap/0.1"
 http_log = logging.getLogger("airgap.http")
 log = logging.getLogger("airgap.registry")
 # Query parameters safe to show in a log line; anything else (CDN signatures, upload state) is masked.
 _SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
-
-
-class Transient(TransientError):
-    """A failure worth retrying from the start (connection reset mid-upload, 5xx on a stream)."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +57,10 @@ class RegistryOptions:
     username: str | None = None
     password: str | None = None
     allow_insecure_auth: bool = False  # send credentials over plain HTTP to a non-loopback host
-    retries: int = 5
-    backoff: float = 0.5               # first retry delay, doubled each time, capped at 20 s
-    connections: int = 16
-    timeout: float = 300.0             # per read/write; large layers stream for far longer in total
+    retries: int = limits.HTTP_RETRIES
+    backoff: float = limits.RETRY_BACKOFF  # first retry delay, doubled each time, capped
+    connections: int = limits.CONNECTIONS
+    timeout: float = limits.HTTP_TIMEOUT  # per read/write; large layers stream for far longer in total
     # The one host username/password belong to (the command's target registry). None: whichever host
     # the options are given to (one client per options object). Other hosts get only their auth files.
     credentials_for: str | None = None
@@ -90,7 +87,7 @@ class Target:
     scheme: str | None = None  # "http" or "https" when the user wrote one: honoured, never dropped
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str) -> Target:
         raw = text.strip()
         scheme = None
         for prefix in ("https://", "http://", "oci://", "docker://"):
@@ -110,7 +107,7 @@ class Target:
             raise InputError(f"bad registry prefix {prefix!r} in {text!r}: lower-case letters, digits, . _ - and /")
         return cls(host, prefix, scheme)
 
-    def options(self, base: "RegistryOptions") -> "RegistryOptions":
+    def options(self, base: RegistryOptions) -> RegistryOptions:
         """``base`` adjusted to the scheme the user wrote, refusing contradictions."""
         from dataclasses import replace
         if self.scheme == "http":
@@ -195,7 +192,7 @@ class RegistryClient:
     def _settle_scheme(self) -> None:
         self._scheme_open = False
         try:
-            self.http.get(self._base + "/v2/", timeout=10.0).close()
+            self.http.get(self._base + "/v2/", timeout=limits.PROBE_TIMEOUT).close()
             return
         except httpx.TransportError as exc:
             text = str(exc)
@@ -409,10 +406,11 @@ class RegistryClient:
         raise RateLimited(f"registry {self.host} rate-limits us{quota}: {said}; {when}{hint}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = min(self.options.backoff * (2 ** (attempt - 1)), 20.0) * (0.8 + 0.4 * random.random())
+        delay = min(self.options.backoff * (2 ** (attempt - 1)), limits.RETRY_BACKOFF_CAP)
+        delay *= 0.8 + 0.4 * random.random()  # jitter: clients retrying together do not stay in step
         if retry_after:
             try:
-                delay = max(delay, min(float(retry_after), 60.0))
+                delay = max(delay, min(float(retry_after), MAX_RETRY_WAIT))
             except ValueError:
                 pass  # an HTTP-date; our own backoff is good enough
         time.sleep(delay)

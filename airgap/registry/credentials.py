@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airgap import limits
 from airgap.errors import AuthError, InputError
 from airgap.model.reference import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, canonical_registry, is_docker_hub
 
@@ -73,7 +74,8 @@ def _helper_server(host: str) -> str:
 def _from_helper(helper: str, host: str) -> Credentials | None:
     exe = f"docker-credential-{helper}"
     try:
-        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True, timeout=30)
+        proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True,
+                              timeout=limits.CREDENTIAL_HELPER_TIMEOUT)
     except FileNotFoundError:
         raise AuthError(f"an auth file names credential helper {helper!r} but {exe} is not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -129,10 +131,6 @@ def from_auth_file(host: str, path: Path) -> Credentials | None:
     return None
 
 
-def from_docker_config(host: str, path: Path | None = None) -> Credentials | None:
-    return from_auth_file(host, path or docker_config_path())
-
-
 @dataclass
 class Lookup:
     """The credentials found for one host, and everywhere they were looked for (for a 401's message)."""
@@ -145,7 +143,8 @@ class Lookup:
         return ", ".join(self.searched)
 
 
-def lookup(host: str, explicit: Credentials | None = None, explicit_from: str = "--username/--password-stdin") -> Lookup:
+def lookup(host: str, explicit: Credentials | None = None,
+           explicit_from: str = "--username/--password-stdin") -> Lookup:
     """Explicit credentials (already scoped to this host by the caller) win, then the auth files."""
     host = canonical_registry(host)
     if explicit is not None:

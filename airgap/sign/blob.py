@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from airgap.sign.cosign import SignatureError
+from airgap.errors import SignatureError
 from airgap.sign.keys import PrivateKey, PublicKey
 
 
@@ -20,4 +20,5 @@ def verify_blob(key: PublicKey, data: bytes, signature_b64: bytes, what: str) ->
     except (ValueError, TypeError):
         raise SignatureError(f"{what}: signature is not base64") from None
     if not key.verify(signature, data):
-        raise SignatureError(f"{what}: signature does not verify with {key.source} (tampered, or signed by another key)")
+        raise SignatureError(f"{what}: signature does not verify with {key.source} "
+                             "(tampered, or signed by another key)")

@@ -18,23 +18,19 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from airgap.errors import AirgapError
+from airgap import limits
+from airgap.errors import SignatureError
 from airgap.model import Descriptor, Digest, sha256_digest
 from airgap.model.attachment import COSIGN_SIMPLESIGNING, COSIGN_TAG, Attachment
 from airgap.model.manifest import ImageManifest, parse_manifest
 from airgap.model.mediatypes import MediaType
 from airgap.places.memory import MemoryStore
-from airgap.sign.keys import PrivateKey, PublicKey
+from airgap.sign.keys import PublicKey
 
 SIMPLE_SIGNING = COSIGN_SIMPLESIGNING
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
 
-
-class SignatureError(AirgapError):
-    """An image or bundle signature is missing or does not verify."""
-
-    exit_code = 3
 
 
 def signature_tag(digest: Digest | str) -> str:
@@ -70,11 +66,6 @@ class SignatureArtifact:
         """A place holding just this signature, for the copy engine to copy it from."""
         return MemoryStore(f"signature of {self.signed.short}", dict(self.blobs),
                            {str(self.manifest.digest): self.manifest, self.tag: self.manifest})
-
-
-def sign_image(key: PrivateKey, docker_reference: str, digest: Digest) -> SignatureArtifact:
-    payload = make_payload(docker_reference, digest)
-    return signature_artifact(payload, base64.b64encode(key.sign(payload)).decode(), digest)
 
 
 def signature_artifact(payload: bytes, signature: str, digest: Digest) -> SignatureArtifact:
@@ -139,7 +130,7 @@ def verify_signature_manifest(manifest: ImageManifest, read_blob: Callable[[Desc
         if not sig:
             reasons.append(f"layer {layer.digest.short} has no signature annotation")
             continue
-        if layer.size > 1 << 20:
+        if layer.size > limits.SIGNATURE_PAYLOAD_BYTES:
             reasons.append(f"layer {layer.digest.short} is too large for a signature payload")
             continue
         payload = read_blob(layer)

@@ -9,20 +9,23 @@ image carries the same bytes. A Sigstore-bundle referrer format is one more clas
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Protocol
 
+from airgap import limits
 from airgap.errors import AirgapError, InputError
 from airgap.model import Descriptor, Digest
 from airgap.model.attachment import Attachment
 from airgap.model.manifest import ImageManifest
 from airgap.places.base import Store, read_small
 from airgap.places.memory import MemoryStore
-from airgap.sign.cosign import SignatureError, Verified, signature_tag, sign_image, verify_signature_manifest
+from airgap.sign.cosign import (
+    SignatureError, Verified, make_payload, signature_artifact, signature_tag, verify_signature_manifest,
+)
 from airgap.sign.keys import PrivateKey, PublicKey
 from airgap.sign.store import SignatureStore
 
-MAX_SIGNATURE_BLOB = 1 << 20  # a signature payload or bundle; more is not one
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ class CosignLegacy:
         self.kept = kept
 
     def sign(self, key: PrivateKey, identity: str, digest: Digest) -> Signed:
-        art = self.kept.sign(key, identity, digest) if self.kept else sign_image(key, identity, digest)
+        if self.kept is not None:
+            art = self.kept.sign(key, identity, digest)
+        else:
+            payload = make_payload(identity, digest)
+            art = signature_artifact(payload, base64.b64encode(key.sign(payload)).decode(), digest)
         return Signed(art.attachment, art.store())
 
     def find(self, store: Store, digest: Digest) -> list[Attachment]:
@@ -69,7 +76,7 @@ class CosignLegacy:
             raise SignatureError(f"signature {attachment.digest} is not an image manifest")
 
         def read_blob(desc: Descriptor) -> bytes:
-            return read_small(store, desc, MAX_SIGNATURE_BLOB)
+            return read_small(store, desc, limits.SIGNATURE_PAYLOAD_BYTES)
 
         return verify_signature_manifest(manifest, read_blob, key, digest)
 

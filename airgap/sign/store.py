@@ -27,8 +27,6 @@ from airgap.sign.keys import PrivateKey
 class SignatureStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.reused = 0
-        self.signed = 0
 
     def _path(self, key: PrivateKey, identity: str, digest: Digest) -> Path:
         fp = key.public.fingerprint.split(":", 1)[1]
@@ -57,7 +55,6 @@ class SignatureStore:
         path = self._path(key, identity, digest)
         art = self._kept(path, key, payload, digest)
         if art is not None:
-            self.reused += 1
             return art
         signature = base64.b64encode(key.sign(payload)).decode()
         doc = {"payload": base64.b64encode(payload).decode(), "signature": signature}
@@ -65,5 +62,4 @@ class SignatureStore:
             atomic_write(path, json.dumps(doc).encode() + b"\n")
         except OSError:
             pass  # a read-only cache only costs reuse, never the bundle
-        self.signed += 1
         return signature_artifact(payload, signature, digest)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from airgap import limits
 from airgap.registry.client import RegistryClient, Target
 
 # <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (ECR "Private registry" docs)
@@ -30,7 +31,7 @@ def ecr_host(host: str) -> re.Match[str] | None:
 
 def _get(client: RegistryClient, path: str) -> httpx.Response | None:
     try:
-        return client.http.get(client.base + path, timeout=10.0)
+        return client.http.get(client.base + path, timeout=limits.PROBE_TIMEOUT)
     except httpx.HTTPError:
         return None
 

@@ -18,14 +18,15 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from airgap import limits
 from airgap.errors import AuthError, InputError, RegistryError
 from airgap.progress import Progress
 from airgap.registry.credentials import Credentials, CredentialSource
 from airgap.targets.detect import ecr_host
 
-RENEW_BEFORE = 300.0        # seconds before expiresAt
-FALLBACK_TTL = 3600.0       # when expiresAt is missing or already past (clock skew, emulators)
-MIN_RENEW_INTERVAL = 1.0    # never hammer GetAuthorizationToken (20 TPS account limit)
+RENEW_BEFORE = limits.ECR_RENEW_BEFORE
+FALLBACK_TTL = limits.ECR_FALLBACK_TTL
+MIN_RENEW_INTERVAL = limits.ECR_MIN_RENEW_INTERVAL
 
 
 def _boto3() -> Any:
@@ -113,7 +114,7 @@ class Ecr:
             return None
         return str(repo.get("imageTagMutability", "MUTABLE")).startswith("IMMUTABLE")
 
-    def credential_source(self) -> "EcrCredentials":
+    def credential_source(self) -> EcrCredentials:
         return EcrCredentials(self)
 
 

@@ -18,9 +18,10 @@ credentials carry push rights, with no tag or manifest written.
 
 from __future__ import annotations
 
+from airgap import limits
 from airgap.bundle.format import BundleManifest
 from airgap.copy import Attached, CopyJob
-from airgap.errors import AirgapError, InputError, RegistryError
+from airgap.errors import AirgapError, InputError, TagConflict
 from airgap.model import Descriptor
 from airgap.model.manifest import ImageManifest
 from airgap.places.base import Store, read_small
@@ -28,10 +29,6 @@ from airgap.progress import Progress
 from airgap.sign.cosign import verify_signature_manifest
 from airgap.sign.keys import PublicKey
 from airgap.targets.session import OpenTarget
-
-
-class TagConflict(RegistryError):
-    """A tag on the target holds other content and may not (or cannot) be moved."""
 
 
 def _existing_signature_ok(dst: Store, tag: str, signed: str, identity: str,
@@ -45,7 +42,7 @@ def _existing_signature_ok(dst: Store, tag: str, signed: str, identity: str,
             return "it is not a signature manifest"
 
         def read_blob(desc: Descriptor) -> bytes:
-            return read_small(dst, desc, 1 << 20)
+            return read_small(dst, desc, limits.SMALL_BLOB_BYTES)
 
         verified = verify_signature_manifest(manifest, read_blob, key, signed)
     except AirgapError as exc:

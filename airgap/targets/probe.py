@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from airgap import limits
 from airgap.errors import RegistryError
 from airgap.registry.auth import parse_challenge
 from airgap.registry.client import RegistryOptions, Target
@@ -43,7 +44,7 @@ def _auth(t: OpenTarget) -> Capability:
     if t.kind == "ecr":
         return Capability("auth scheme", "Basic (AWS token)", "profile", t.profile.auth)
     try:
-        resp = t.client.http.get(t.client.base + "/v2/", timeout=15.0)
+        resp = t.client.http.get(t.client.base + "/v2/", timeout=limits.TARGET_PROBE_TIMEOUT)
     except httpx.HTTPError as exc:
         raise t.client.transport_error(exc) if isinstance(exc, httpx.TransportError) else \
             RegistryError(f"registry {t.client.host}: {exc}") from None

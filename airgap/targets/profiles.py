@@ -48,7 +48,7 @@ class Profile:
     #: Where the registry's own auth comes from.
     auth: str = "docker config.json / --username (Basic or Bearer token, as the registry asks)"
 
-    def with_mount(self, enabled: bool) -> "Profile":
+    def with_mount(self, enabled: bool) -> Profile:
         return replace(self, mount=enabled)
 
 
