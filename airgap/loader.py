@@ -45,9 +45,9 @@ class LoadOptions:
     key: PublicKey | None = None
     insecure_skip_verify: bool = False
     allow_downgrade: bool = False
-    target_kind: str = "auto"    # auto | generic | harbor | ecr | nexus (airgap/targets/)
+    target_kind: str = "auto"    # auto, or a kind of airgap/targets/kinds/ (generic, harbor, ecr, nexus, ...)
     create_namespaces: bool = False  # create missing Harbor projects
-    mount: bool | None = None    # override the target profile's cross-repository mount
+    mount: bool | None = None    # override the target kind's cross-repository mount
     push_chart: bool = True      # the chart as an OCI artifact at PREFIX/charts/<name>:<version>
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
@@ -106,7 +106,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     from airgap.targets import open_target, provision
     opened = open_target(options.target, options.registry, options.target_kind, mount=options.mount)
     target, client = opened.target, opened.client
-    progress.note(f"target {opened.target}: {opened.profile.title} ({opened.kind}: {opened.detection.reason})")
+    progress.note(f"target {opened.target}: {opened.title} ({opened.kind}: {opened.detection.reason})")
     created: list[str] = []
     chart_ref, chart_version = None, ""
     try:
@@ -119,7 +119,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         src = reader.store()
         jobs: list[CopyJob] = []
         for i in m.images:
-            dst = RegistryStore(client, repository_for(i, target, options.naming), mount=opened.profile.mount)
+            dst = opened.store(repository_for(i, target, options.naming))
             jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag]))
             for s in i.signatures:
                 jobs.append(CopyJob(f"{i.name} signature", src, s["digest"], dst, [signature_tag(s["signed"])],
@@ -129,9 +129,9 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             art = chartoci.build(reader.read_member(m.chart.path, limit=64 << 20), f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
-                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag]))
+                                opened.store(chart_repo), [art.tag]))
             chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
-        if not options.dry_run and opened.profile.namespaces in ("project", "repository"):
+        if not options.dry_run and opened.impl.provisions:
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
             # bundle is checked first, so a damaged bundle leaves the target untouched.
             verify_blobs(reader, progress)
