@@ -17,9 +17,9 @@ from airgap.errors import NotFound
 from airgap.fsutil import atomic_write
 from airgap.model.manifest import ImageIndex, ImageManifest
 from airgap.progress import Progress
+from airgap.registry.listing import paged
 from airgap.sign.blob import sign_blob
 from airgap.sign.keys import PrivateKey
-from airgap.registry.listing import paged
 from airgap.targets.base import OpenTarget
 
 
@@ -80,4 +80,4 @@ def write_inventory(inv: Inventory, path: Path, key: PrivateKey | None) -> list[
     return out
 
 
-__all__ = ["Inventory", "take_inventory", "write_inventory", "repositories"]
+__all__ = ["Inventory", "repositories", "take_inventory", "write_inventory"]

@@ -103,7 +103,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     progress.note(f"bundle {bundle.name}: release {m.release}, {len(m.images)} images, "
                   f"{m.blob_count} blobs -> {options.target}")
 
-    from airgap.targets import open_target, provision
+    from airgap.targets import open_target
     opened = open_target(options.target, options.registry, options.target_kind, mount=options.mount)
     target, client = opened.target, opened.client
     progress.note(f"target {opened.target}: {opened.title} ({opened.kind}: {opened.detection.reason})")
@@ -138,7 +138,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             repos = [j.dst.repository for j in jobs if isinstance(j.dst, RegistryStore)]
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
-            created = provision(opened, repos, options.create_namespaces, progress)
+            created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags
         jobs = plan_tags(jobs, m, opened, options.key, progress)
         if not options.dry_run and jobs:

@@ -73,7 +73,6 @@ class FakeEcrDataPlane:
         self.expire_at_request: int | None = None
         self.expired_before_call: int | None = None  # tokens fetched up to this count are expired
         self.expired_answers = 0
-        self.catalog_requests = 0
         self.ctl = Proxy(moto_url, hook=self._control)
         self.data = Proxy(f"http://{registry.host}", hook=self._data)
 
@@ -94,8 +93,6 @@ class FakeEcrDataPlane:
 
     def _data(self, req: Request) -> Reply | None:
         path = req.path.split("?")[0]
-        if path == "/v2/_catalog":
-            self.catalog_requests += 1
         if path == "/v2/" or "authorization" not in req.headers:
             return None  # the registry's own Basic challenge
         self.requests += 1
@@ -215,12 +212,20 @@ def test_inventory_and_sync_open_ecr_through_its_kind(bundle, ecr, registry, tmp
     load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/inv", "--insecure-registry",
               "--target", "ecr", "--values-out", str(tmp_path / "v.yaml"), env=env)
     calls = ecr.token_calls
+    catalog: list[str] = []
+    data_hook = ecr.data.hook
+
+    def count_catalog(req):
+        if req.path.startswith("/v2/_catalog"):
+            catalog.append(req.path)
+        return data_hook(req)
+    ecr.data.hook = count_catalog
     load_json("inventory", "--registry", f"{ecr.data.host}/inv", "--insecure-registry", "--target", "ecr",
               "-o", str(tmp_path / "inv.json"), env=env)
     inv = json.loads((tmp_path / "inv.json").read_text())
     assert set(inv["repositories"]) == {"inv/haystack-query", "inv/haystack-indexing", "inv/opensearch"}
     assert inv["repositories"]["inv/opensearch"]["2.18.0"] == digests["opensearch"]
-    assert ecr.catalog_requests == 0 and ecr.token_calls == calls + 1
+    assert catalog == [] and ecr.token_calls == calls + 1  # DescribeRepositories, not the data plane's catalog
 
     # registry -> ECR: the repositories do not exist yet; sync creates them, then pushes with the token
     images_md = str(tmp_path / "IMAGES.md")

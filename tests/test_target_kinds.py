@@ -9,16 +9,15 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
+from helpers import airgap, demo_bundle_parts, write_images_md
 
-import airgap.targets.kinds as kinds
 from airgap.cli import cli
 from airgap.errors import InputError
 from airgap.model.manifest import parse_manifest
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
-from airgap.targets import kind, open_target
 from airgap.synth import LayerSpec, add_image
+from airgap.targets import kind, kinds, open_target
 from airgap.targets.plan import TagConflict
-from helpers import airgap, demo_bundle_parts, write_images_md
 
 TINY = '''
 from airgap.targets.base import TargetKind

@@ -14,6 +14,5 @@ def paged(client: RegistryClient, path: str, key: str, scope: str) -> list[str]:
         out += resp.json().get(key) or []
         link = resp.headers.get("link", "")
         url = link[link.find("<") + 1:link.find(">")] if "rel=\"next\"" in link else ""
-        if url.startswith(client.base):
-            url = url[len(client.base):]
+        url = url.removeprefix(client.base)
     return out

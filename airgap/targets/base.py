@@ -33,7 +33,7 @@ class OpenTarget:
     target: Target          # as the cluster names it (Nexus /repository/<repo>/ rewritten)
     client: RegistryClient
     detection: Detection
-    impl: "TargetKind"
+    impl: TargetKind
     mount: bool             # the kind's cross-repository mount, or what --mount/--no-mount said
     state: Any = None       # what the kind keeps for this registry (ECR: its API client)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from airgap.progress import Progress
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
 from airgap.targets import kinds
 from airgap.targets.base import Detection, OpenTarget
@@ -23,7 +22,3 @@ def open_target(target: Target, options: RegistryOptions, kind: str = "auto", *,
         raise
     return impl.open(target, options, detection, mount, client)
 
-
-def provision(t: OpenTarget, repositories: list[str], create_namespaces: bool, progress: Progress) -> list[str]:
-    """Make sure every repository can be pushed to; returns what was created."""
-    return t.prepare(repositories, create_namespaces, progress)

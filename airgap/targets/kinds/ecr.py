@@ -123,7 +123,7 @@ class Ecr:
             return None
         return str(repo.get("imageTagMutability", "MUTABLE")).startswith("IMMUTABLE")
 
-    def credential_source(self) -> "EcrCredentials":
+    def credential_source(self) -> EcrCredentials:
         return EcrCredentials(self)
 
     def repository_names(self, prefix: str) -> list[str]:
