@@ -21,6 +21,30 @@ from airgap.progress import human_bytes, make_progress
 from airgap.registry.client import RegistryOptions, Target
 
 
+class _TargetKind(click.ParamType):
+    """``auto`` or a kind from the registry of airgap/targets/kinds/, read when the flag is used, so a
+    kind added there (or registered by a plugin) is offered without touching the CLI."""
+
+    name = "kind"
+
+    def _choices(self) -> list[str]:
+        from airgap.targets import kind_names
+        return ["auto", *kind_names()]
+
+    def get_metavar(self, param, ctx=None) -> str:  # click 8.2 passes ctx
+        return "[" + "|".join(self._choices()) + "]"
+
+    def convert(self, value, param, ctx):
+        if value in self._choices():
+            return value
+        self.fail(f"{value!r} is not one of {', '.join(self._choices())}", param, ctx)
+
+
+def _target_kind_option(*decls: str, dest: str = "target_kind", what: str = "the registry"):
+    return click.option(*decls, dest, default="auto", show_default=True, type=_TargetKind(),
+                        help=f"Kind of {what}; auto detects ECR by host name, Harbor and Nexus by their APIs.")
+
+
 def _registry_options(f):
     f = click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path),
                      help="CA bundle (PEM) the registry's TLS certificate chains to.")(f)
@@ -314,9 +338,7 @@ def _target_options(f):
                           "ECR only when its registry has mounting enabled).")(f)
     f = click.option("--create-namespaces", is_flag=True,
                      help="Create missing Harbor projects through the Harbor API (needs an admin or system robot).")(f)
-    f = click.option("--target", "target_kind", default="auto", show_default=True,
-                     type=click.Choice(["auto", "generic", "harbor", "ecr", "nexus"]),
-                     help="Kind of registry; auto detects ECR by host name, Harbor and Nexus by their APIs.")(f)
+    f = _target_kind_option("--target")(f)
     return f
 
 
@@ -398,8 +420,7 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
 
 @cli.command()
 @click.option("--registry", "registry", required=True, metavar="HOST[:PORT][/PREFIX]", help="Registry to probe.")
-@click.option("--target", "target_kind", default="auto", show_default=True,
-              type=click.Choice(["auto", "generic", "harbor", "ecr", "nexus"]), help="Kind of registry.")
+@_target_kind_option("--target")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @_registry_options
 def probe(registry, target_kind, as_json, **reg) -> None:
@@ -521,24 +542,25 @@ def inspect(obj, bundle_path: Path, as_json: bool, manifest_out: Path | None) ->
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="cosign private key to sign the inventory with (writes OUTPUT.sig).")
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@_target_kind_option("--target")
 @_registry_options
 @click.pass_obj
-def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
+def inventory(obj, registry, output, repos, key_path, as_json, target_kind, **reg) -> None:
     """List what a registry holds (repositories, tags, blobs): the base for a delta bundle."""
     from airgap.inventory import take_inventory, write_inventory
-    from airgap.registry.client import RegistryClient
+    from airgap.targets import open_target
 
     key = None
     if key_path:
         from airgap.sign.keys import load_private_key, password_from_env_or_prompt
         key = load_private_key(key_path, password_from_env_or_prompt())
     target = Target.parse(registry)
-    client = RegistryClient(target.host, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=target))
+    opened = open_target(target, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=target), target_kind)
     progress = make_progress(obj["quiet"])
     try:
-        inv = take_inventory(client, target, list(repos) or None, progress)
+        inv = take_inventory(opened, list(repos) or None, progress)
     finally:
-        client.close()
+        opened.close()
         progress.close()
     written = write_inventory(inv, output, key)
     summary = {"registry": inv.registry, "repositories": len(inv.repositories), "blobs": len(inv.blobs),
@@ -576,10 +598,17 @@ def inventory(obj, registry, output, repos, key_path, as_json, **reg) -> None:
               help="Which attachments (signatures, SBOMs, attestations, other referrers) travel with each image.")
 @click.option("--dry-run", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
+@_target_kind_option("--from-target", dest="from_kind", what="the source registry")
+@_target_kind_option("--to-target", dest="to_kind", what="the destination registry")
+@click.option("--create-namespaces", is_flag=True,
+              help="Create missing Harbor projects at the destination (needs an admin or system robot).")
+@click.option("--mount/--no-mount", default=None,
+              help="Force cross-repository blob mounts at the destination on or off (default: what it supports).")
 @click.pass_obj
 def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_file, to_ca_file,
          from_allow_insecure_auth, to_allow_insecure_auth, from_username, from_password_stdin, to_username,
-         to_password_stdin, concurrency, attachments, dry_run, as_json) -> None:
+         to_password_stdin, concurrency, attachments, dry_run, as_json, from_kind, to_kind, create_namespaces,
+         mount) -> None:
     """Mirror the image set (and signatures) from one registry to another, each with its own credentials."""
     from airgap import imagesfile
     from airgap.sync import sync as do_sync
@@ -598,7 +627,9 @@ def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_fil
     progress = make_progress(obj["quiet"])
     try:
         report = do_sync(images, src_target, dst_target, source_options=src_opts, dest_options=dst_opts,
-                         concurrency=concurrency, progress=progress, dry_run=dry_run, attachments=attachments)
+                         concurrency=concurrency, progress=progress, dry_run=dry_run, source_kind=from_kind,
+                         dest_kind=to_kind, create_namespaces=create_namespaces, mount=mount,
+                         attachments=attachments)
     finally:
         progress.close()
     if as_json:

@@ -2,6 +2,8 @@
 
 Taken on the isolated side and carried out, it lets the connected side build a delta against what
 the target really has (``airgap bundle --base inventory.json``), not what someone believes it has.
+The registry is opened through its kind (airgap/targets/): ECR's token and repository list, Nexus's
+repository endpoint, as a load would.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from airgap.errors import NotFound, RegistryError
+from airgap.errors import NotFound
 from airgap.fsutil import atomic_write
 from airgap.model.manifest import ImageIndex, ImageManifest
-from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, Target
+from airgap.registry.listing import paged
 from airgap.sign.blob import sign_blob
 from airgap.sign.keys import PrivateKey
+from airgap.targets.base import OpenTarget
 
 
 @dataclass
@@ -33,39 +35,22 @@ class Inventory:
                            "repositories": self.repositories, "blobs": sorted(self.blobs)}, indent=2).encode() + b"\n"
 
 
-def _paged(client: RegistryClient, path: str, key: str, scope: str) -> list[str]:
-    """GET with the distribution-spec `n`/`last` pagination (Link headers)."""
-    out: list[str] = []
-    url = f"{path}?n=1000"
-    while url:
-        resp = client.request("GET", url, scope=scope, ok=(200,), what=f"listing {path}")
-        out += resp.json().get(key) or []
-        link = resp.headers.get("link", "")
-        url = link[link.find("<") + 1:link.find(">")] if "rel=\"next\"" in link else ""
-        if url.startswith(client.base):
-            url = url[len(client.base):]
-    return out
+def repositories(opened: OpenTarget) -> list[str]:
+    """Every repository under the target's prefix, as its kind lists them (catalog; ECR: its API)."""
+    return opened.repositories()
 
 
-def repositories(client: RegistryClient, target: Target) -> list[str]:
-    try:
-        repos = _paged(client, "/v2/_catalog", "repositories", "registry:catalog:*")
-    except (NotFound, RegistryError) as exc:
-        raise RegistryError(f"registry {client.host} does not list its repositories ({exc}); name them with "
-                            "--repository") from None
-    prefix = f"{target.prefix}/" if target.prefix else ""
-    return [r for r in repos if r.startswith(prefix)]
-
-
-def take_inventory(client: RegistryClient, target: Target, repos: list[str] | None = None,
+def take_inventory(opened: OpenTarget, repos: list[str] | None = None,
                    progress: Progress | None = None) -> Inventory:
+    """What ``opened`` holds under its prefix; ``repos`` names repositories relative to the prefix."""
     progress = progress or Progress()
+    target, client = opened.target, opened.client
     inv = Inventory(str(target), datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    names = repos if repos else repositories(client, target)
+    names = [target.repository(r) for r in repos] if repos else repositories(opened)
     for repo in names:
-        store = RegistryStore(client, repo if not repos else target.repository(repo))
+        store = opened.store(repo)
         try:
-            tags = _paged(client, f"/v2/{store.repository}/tags/list", "tags", f"repository:{store.repository}:pull")
+            tags = paged(client, f"{client.repo_path(repo)}/tags/list", "tags", f"repository:{repo}:pull")
         except NotFound:
             continue
         entry: dict[str, str] = {}
@@ -95,4 +80,4 @@ def write_inventory(inv: Inventory, path: Path, key: PrivateKey | None) -> list[
     return out
 
 
-__all__ = ["Inventory", "take_inventory", "write_inventory", "repositories"]
+__all__ = ["Inventory", "repositories", "take_inventory", "write_inventory"]

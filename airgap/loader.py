@@ -24,7 +24,6 @@ from airgap.emit.values import render_values
 from airgap.errors import AirgapError, InputError, RegistryError
 from airgap.outputs import OutputPlan, resolve_dir, resolve_file
 from airgap.places.base import Store
-from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
 from airgap.registry.client import RegistryOptions, Target
 from airgap.releases import RECORD_REPOSITORY, check_downgrade, read_record, write_record
@@ -48,9 +47,9 @@ class LoadOptions:
     key: PublicKey | None = None
     insecure_skip_verify: bool = False
     allow_downgrade: bool = False
-    target_kind: str = "auto"    # auto | generic | harbor | ecr | nexus (airgap/targets/)
+    target_kind: str = "auto"    # auto, or a kind of airgap/targets/kinds/ (generic, harbor, ecr, nexus, ...)
     create_namespaces: bool = False  # create missing Harbor projects
-    mount: bool | None = None    # override the target profile's cross-repository mount
+    mount: bool | None = None    # override the target kind's cross-repository mount
     push_chart: bool = True      # the chart as an OCI artifact at PREFIX/charts/<name>:<version>
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
@@ -106,10 +105,10 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     progress.note(f"bundle {bundle.name}: release {m.release}, {len(m.images)} images, "
                   f"{m.blob_count} blobs -> {options.target}")
 
-    from airgap.targets import open_target, provision
+    from airgap.targets import open_target
     opened = open_target(options.target, options.registry, options.target_kind, mount=options.mount)
     target, client = opened.target, opened.client
-    progress.note(f"target {opened.target}: {opened.profile.title} ({opened.kind}: {opened.detection.reason})")
+    progress.note(f"target {opened.target}: {opened.title} ({opened.kind}: {opened.detection.reason})")
     created: list[str] = []
     chart_ref, chart_version = None, ""
     try:
@@ -122,7 +121,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         jobs: list[CopyJob] = []
         for i in m.images:
             src = reader.store(i.name)
-            dst = RegistryStore(client, repository_for(i, target, options.naming), mount=opened.profile.mount)
+            dst = opened.store(repository_for(i, target, options.naming))
             # The image's signatures travel as attachments of its graph; the signed bundle manifest
             # names exactly which (the scoped store resolves nothing else).
             jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag], attach=_signatures(i, src)))
@@ -132,22 +131,20 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                                  f"{bundle.name}:{m.chart.path}")
             chart_repo = target.repository(f"charts/{art.name}")
             jobs.append(CopyJob(f"chart {art.name}", art.store, art.tag,
-                                RegistryStore(client, chart_repo, mount=opened.profile.mount), [art.tag], kind="chart"))
+                                opened.store(chart_repo), [art.tag], kind="chart"))
             chart_ref, chart_version = f"oci://{target.host}/{chart_repo}", art.version
-        if not options.dry_run and opened.profile.namespaces in ("project", "repository"):
+        if not options.dry_run and opened.impl.provisions:
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
             # bundle is checked first, so a damaged bundle leaves the target untouched.
             verify_blobs(reader, progress)
             repos = [j.dst.repository for j in jobs]
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
-            created = provision(opened, repos, options.create_namespaces, progress)
+            created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags
         jobs = plan_tags(jobs, m, opened, options.key, progress)
         if not options.dry_run and jobs:
-            first = jobs[0].dst
-            assert isinstance(first, RegistryStore)  # every load job pushes into the target
-            check_push_access(opened, first.repository)
+            check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run)
         try:

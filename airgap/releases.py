@@ -58,7 +58,7 @@ def record_tag(created: str, manifest_digest: str) -> str:
 
 
 def _record_tags(client: RegistryClient, target: Target) -> list[str]:
-    from airgap.inventory import _paged
+    from airgap.registry.listing import paged as _paged
     repo = target.repository(RECORD_REPOSITORY)
     try:
         tags = _paged(client, f"{client.repo_path(repo)}/tags/list", "tags", f"repository:{repo}:pull")

@@ -10,9 +10,9 @@ from airgap import limits
 from airgap.copy import CopyEngine, CopyJob, CopyReport, select_attachments
 from airgap.imagesfile import ImageEntry, ImagesFile
 from airgap.model import Reference
-from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, RegistryOptions, Target
+from airgap.registry.client import RegistryOptions, Target
+from airgap.targets.session import open_target
 
 
 def target_tag(entry: ImageEntry, release: str) -> str:
@@ -28,21 +28,36 @@ def target_tag(entry: ImageEntry, release: str) -> str:
 
 def sync(images: ImagesFile, source: Target, dest: Target, *, source_options: RegistryOptions,
          dest_options: RegistryOptions, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
-         dry_run: bool = False, attachments: str = "all") -> CopyReport:
-    """``attachments`` selects what travels with each image (airgap.copy.select_attachments): all of
-    it by default, since a mirror that drops SBOMs or signatures is not a mirror."""
+         dry_run: bool = False, source_kind: str = "auto", dest_kind: str = "auto",
+         create_namespaces: bool = False, mount: bool | None = None, attachments: str = "all") -> CopyReport:
+    """Both registries are opened through their kinds (airgap/targets/): ECR tokens, Nexus routing,
+    and the destination's projects or repositories prepared before the first push, as a load does.
+
+    ``attachments`` selects what travels with each image (airgap.copy.select_attachments): all of it
+    by default, since a mirror that drops SBOMs or signatures is not a mirror."""
     progress = progress or Progress()
-    src_client = RegistryClient(source.host, source_options)
-    dst_client = RegistryClient(dest.host, dest_options)
     wanted = select_attachments(attachments)
+    src_t = open_target(source, source_options, source_kind)
     try:
+        dst_t = open_target(dest, dest_options, dest_kind, mount=mount)
+    except BaseException:
+        src_t.close()
+        raise
+    try:
+        progress.note(f"from {src_t.target}: {src_t.title} ({src_t.kind}); to {dst_t.target}: {dst_t.title} "
+                      f"({dst_t.kind}: {dst_t.detection.reason})")
         jobs: list[CopyJob] = []
         for entry in images.images:
             tag = target_tag(entry, images.release)
-            src = RegistryStore(src_client, source.repository(entry.name))
-            dst = RegistryStore(dst_client, dest.repository(entry.name))
+            src = src_t.store(src_t.target.repository(entry.name))
+            dst = dst_t.store(dst_t.target.repository(entry.name))
             jobs.append(CopyJob(entry.name, src, tag, dst, [tag], discover=wanted))
+            dst_t.check_manifest(src.fetch_manifest(tag), f"image {entry.name}")
+        if not dry_run and jobs:
+            # Everything is read at the source first: creating projects or repositories is the
+            # first change to the destination.
+            dst_t.prepare(sorted({j.dst.repository for j in jobs}), create_namespaces, progress)
         return CopyEngine(concurrency=concurrency, progress=progress, dry_run=dry_run).copy(jobs)
     finally:
-        src_client.close()
-        dst_client.close()
+        src_t.close()
+        dst_t.close()

@@ -292,7 +292,7 @@ def test_ecr_extra_installs_with_no_network(tmp_path, wheelhouse, no_network):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert f"installed airgap {__version__} as {venv}/bin/airgap" in proc.stdout
     check = subprocess.run([*no_network, str(venv / "bin" / "python"), "-c",
-                            "import boto3, airgap.targets.ecr, sys; print('%d.%d' % sys.version_info[:2], boto3.__version__)"],
+                            "import boto3, airgap.targets.kinds.ecr, sys; print('%d.%d' % sys.version_info[:2], boto3.__version__)"],
                            capture_output=True, text=True, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.split()[0] == py

@@ -202,3 +202,43 @@ def test_no_aws_credentials_is_one_clear_line(bundle, ecr, tmp_path):
     proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/x", "--insecure-registry", "--target", "ecr",
                   env=env, check=False)
     assert proc.returncode == 4 and "no AWS credentials" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inventory_and_sync_open_ecr_through_its_kind(bundle, ecr, registry, tmp_path):
+    """No docker config holds ECR credentials: inventory and sync get the AWS token, list repositories
+    with DescribeRepositories, and sync creates the destination's repositories before pushing."""
+    path, digests = bundle
+    env = _env(ecr)
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/inv", "--insecure-registry",
+              "--target", "ecr", "--values-out", str(tmp_path / "v.yaml"), env=env)
+    calls = ecr.token_calls
+    catalog: list[str] = []
+    data_hook = ecr.data.hook
+
+    def count_catalog(req):
+        if req.path.startswith("/v2/_catalog"):
+            catalog.append(req.path)
+        return data_hook(req)
+    ecr.data.hook = count_catalog
+    load_json("inventory", "--registry", f"{ecr.data.host}/inv", "--insecure-registry", "--target", "ecr",
+              "-o", str(tmp_path / "inv.json"), env=env)
+    inv = json.loads((tmp_path / "inv.json").read_text())
+    assert set(inv["repositories"]) == {"inv/haystack-query", "inv/haystack-indexing", "inv/opensearch"}
+    assert inv["repositories"]["inv/opensearch"]["2.18.0"] == digests["opensearch"]
+    assert catalog == [] and ecr.token_calls == calls + 1  # DescribeRepositories, not the data plane's catalog
+
+    # registry -> ECR: the repositories do not exist yet; sync creates them, then pushes with the token
+    images_md = str(tmp_path / "IMAGES.md")
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/dmz", "--insecure-registry",
+              "--values-out", str(tmp_path / "v2.yaml"))
+    synced = load_json("sync", "--images", images_md, "--from", f"{registry.host}/dmz", "--to", f"{ecr.data.host}/inner",
+                       "--from-insecure", "--to-insecure", "--to-target", "ecr", env=env)
+    assert synced["blobs_mounted"] == 0 and all(i["status"] == "copied" for i in synced["images"])
+    names = {r["repositoryName"] for r in ecr.ecr.describe_repositories()["repositories"]}
+    assert {"inner/haystack-query", "inner/haystack-indexing", "inner/opensearch"} <= names
+    assert ecr.registry.manifest_digest("inner/haystack-query", "0.1.0") == digests["query"]
+    # ECR -> registry: the source is detected by nothing here (a loopback address), named with --from-target
+    back = load_json("sync", "--images", images_md, "--from", f"{ecr.data.host}/inner", "--to", f"{registry.host}/back",
+                     "--from-insecure", "--to-insecure", "--from-target", "ecr", env=env)
+    assert all(i["status"] == "copied" for i in back["images"])
+    assert registry.manifest_digest("back/opensearch", "2.18.0") == digests["opensearch"]

@@ -176,7 +176,7 @@ def test_detection_and_probe_of_a_plain_registry(registry):
 
 
 def test_ecr_host_names_are_recognised():
-    from airgap.targets.detect import ecr_host
+    from airgap.targets.kinds.ecr import ecr_host
     m = ecr_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com")
     assert m and m.group("account") == "123456789012" and m.group("region") == "eu-west-1"
     assert ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com")

@@ -156,3 +156,18 @@ def test_damaged_bundle_creates_no_project(harbor, tmp_path):
                   env=_admin(), check=False)
     assert proc.returncode == 3 and "corrupt or tampered" in proc.stderr
     assert harbor.created == []
+
+
+def test_sync_into_harbor_checks_and_creates_the_project_first(bundle, harbor, registry, tmp_path):
+    """sync opens its destination as a load does: a missing project is explained before any push,
+    and --create-namespaces creates it."""
+    path, digests = bundle
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/dmz", "--insecure-registry",
+              "--values-out", str(tmp_path / "v.yaml"))
+    args = ["sync", "--images", str(tmp_path / "IMAGES.md"), "--from", f"{registry.host}/dmz",
+            "--to", f"{harbor.host}/mirror", "--from-insecure", "--to-insecure"]
+    proc = airgap(*args, env=_admin(), check=False)
+    assert proc.returncode == 4 and "Harbor project 'mirror' does not exist" in proc.stderr.strip().splitlines()[-1]
+    report = load_json(*args, "--create-namespaces", env=_admin())
+    assert harbor.created == ["mirror"] and all(i["status"] == "copied" for i in report["images"])
+    assert report["blobs_mounted"] == 1  # Harbor mounts the shared layer across the project's repositories

@@ -117,3 +117,31 @@ def test_probe_reports_nexus_capabilities(nexus_factory):
     assert caps["cross-repo mount"]["supported"] == "no"
     table = airgap("probe", "--registry", f"{nx.host}/{nx.hosted}", "--insecure-registry", env=_env(nx)).stdout
     assert "cross-repo mount" in table and "referrers API" in table and "what airgap does" in table
+
+
+def test_inventory_and_sync_reach_the_repository_endpoint(bundle, nexus_factory, registry, tmp_path):
+    """--registry HOST/repository/<hosted>/PREFIX: inventory lists, and sync pushes, through
+    /repository/<hosted>/v2/ (before, both went to /v2/repository/... and found nothing or failed),
+    naming everything the way the cluster pulls it; sync sends no mount request to Nexus."""
+    path, _, digests = bundle
+    nx, backend = nexus_factory()
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/repository/{nx.hosted}/rag",
+              "--insecure-registry", "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
+    # nginx playing Nexus serves no catalog: name the repositories
+    load_json("inventory", "--registry", f"{nx.host}/repository/{nx.hosted}/rag", "--insecure-registry",
+              "--repository", "opensearch", "--repository", "haystack-query", "-o", str(tmp_path / "inv.json"),
+              env=_env(nx))
+    inv = json.loads((tmp_path / "inv.json").read_text())
+    assert inv["registry"] == f"{nx.host}/{nx.hosted}/rag"
+    assert inv["repositories"][f"{nx.hosted}/rag/opensearch"]["2.18.0"] == digests["opensearch"]
+    assert inv["repositories"][f"{nx.hosted}/rag/haystack-query"]["0.1.0"] == digests["query"]
+    assert f"/repository/{nx.hosted}/v2/rag/opensearch/tags/list" in nx.access_log()
+
+    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/dmz", "--insecure-registry",
+              "--values-out", str(tmp_path / "v2.yaml"))
+    report = load_json("sync", "--images", str(tmp_path / "IMAGES.md"), "--from", f"{registry.host}/dmz",
+                       "--to", f"{nx.host}/repository/{nx.hosted}/synced", "--from-insecure", "--to-insecure",
+                       env=_env(nx))
+    assert all(i["status"] == "copied" for i in report["images"]) and report["blobs_mounted"] == 0
+    assert "mount=" not in nx.access_log()
+    assert backend.manifest_digest(f"{nx.hosted}/synced/haystack-indexing", "0.1.0") == digests["indexing"]

@@ -14,7 +14,8 @@ from airgap.model.manifest import parse_manifest
 from airgap.places.registry import RegistryStore
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
 from airgap.registry.credentials import Credentials, CredentialSource
-from airgap.targets import nexus, profile_for
+from airgap.targets import kind
+from airgap.targets.kinds import nexus
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -97,7 +98,7 @@ def test_ecr_tag_invalid_for_the_same_digest_is_success_and_otherwise_names_the_
         store.put_manifest(M, "1")
 
 
-def test_no_mount_profile_sends_no_mount_request():
+def test_no_mount_kind_sends_no_mount_request():
     calls = []
 
     def handler(req):
@@ -105,11 +106,10 @@ def test_no_mount_profile_sends_no_mount_request():
         return httpx.Response(201)
 
     client = _client(handler)
-    src = RegistryStore(client, "a", mount=profile_for("nexus").mount)
-    dst = RegistryStore(client, "b", mount=profile_for("nexus").mount)
+    src = RegistryStore(client, "a", mount=kind("nexus").mount)
+    dst = RegistryStore(client, "b", mount=kind("nexus").mount)
     assert dst.mount_blob(Descriptor("x", sha256_digest(b"hi"), 2), src) is False and calls == []
-    assert profile_for("ecr").mount is False and profile_for("harbor").mount is True
-    assert profile_for("ecr").with_mount(True).mount is True
+    assert kind("ecr").mount is False and kind("harbor").mount is True
 
 
 def test_nexus_repository_endpoint_routing():

@@ -8,7 +8,7 @@ IMMUTABLE, Nexus ALLOW_ONCE), a load must never need to move a tag:
   kept by digest and key carries other bytes for the same signature);
 - a ``charts/<name>:<version>`` tag holding other content means the chart changed under an unchanged
   version: refused on every target, since Helm caches charts by version;
-- a tag that would move where the target says tags are immutable (profile ``immutability_api``) is
+- a tag that would move where the target says tags are immutable (its kind's ``tags_immutable``) is
   refused here, naming it, instead of half-way through the push; a signature tag is refused unless the
   target says its tags may move, since a bundle's own signature must not replace a valid one.
 
@@ -53,21 +53,12 @@ def _existing_signature_ok(dst: Store, tag: str, signed: str, identity: str,
 
 
 def _immutability(opened: OpenTarget):
-    """repository -> True/False/None (unknown), asked once per repository."""
-    from airgap.targets import harbor, nexus
+    """repository -> True/False/None (unknown), asked of the target's kind once per repository."""
     cache: dict[str, bool | None] = {}
 
     def ask(repository: str) -> bool | None:
         if repository not in cache:
-            api = opened.profile.immutability_api
-            if api == "harbor":
-                cache[repository] = harbor.tags_immutable(opened.client, repository)
-            elif api == "ecr" and opened.ecr is not None:
-                cache[repository] = opened.ecr.tags_immutable(repository)
-            elif api == "nexus":
-                cache[repository] = nexus.tags_immutable(opened.client, repository)
-            else:
-                cache[repository] = False if not opened.profile.immutable_tags else None
+            cache[repository] = opened.tags_immutable(repository)
         return cache[repository]
     return ask
 
@@ -84,6 +75,8 @@ def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget,
             out.append(job)
             continue
         job.attach = _plan_signatures(job, identities.get(job.name, ""), key, immutable, conflicts, progress)
+        if job.kind == "image":  # what the target's kind refuses to store fails here, not mid-push
+            opened.check_manifest(job.src.fetch_manifest(job.ref), f"image {job.name}")
         tag = job.tags[0]
         have = dst.resolve_tag(tag)
         want = job.ref if job.ref.startswith("sha256:") else str(job.src.fetch_manifest(job.ref).digest)
@@ -103,7 +96,7 @@ def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget,
             progress.note(f"warning: {where} will move to {want[:19]}; if tags are immutable there, the push fails")
         out.append(job)
     if conflicts:
-        raise TagConflict(f"{opened.target} ({opened.profile.title}) does not let these tags move "
+        raise TagConflict(f"{opened.target} ({opened.title}) does not let these tags move "
                           f"({len(conflicts)}): {'; '.join(conflicts[:3])}"
                           f"{' ...' if len(conflicts) > 3 else ''}. Nothing was pushed")
     return out

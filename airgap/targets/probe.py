@@ -1,7 +1,7 @@
 """`airgap probe`: what a target registry supports and what a load will do about it.
 
 Read-only: GET /v2/ for the auth scheme and a referrers query for a digest that cannot exist; the rest
-comes from the target's profile (mount, chunking and index support cannot be seen without writing).
+comes from the target's kind (mount and immutability cannot be seen without writing).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from airgap import limits
 from airgap.errors import RegistryError
 from airgap.registry.auth import parse_challenge
 from airgap.registry.client import RegistryOptions, Target
-from airgap.targets.profiles import Profile
-from airgap.targets.session import OpenTarget, open_target
+from airgap.targets.base import OpenTarget
+from airgap.targets.session import open_target
 
 _NO_SUCH_DIGEST = "sha256:" + "0" * 64
 
@@ -24,7 +24,7 @@ _NO_SUCH_DIGEST = "sha256:" + "0" * 64
 class Capability:
     name: str
     supported: str
-    source: str      # "probed" or "profile"
+    source: str      # "probed" or "kind"
     plan: str
 
 
@@ -41,8 +41,8 @@ class ProbeResult:
 
 
 def _auth(t: OpenTarget) -> Capability:
-    if t.kind == "ecr":
-        return Capability("auth scheme", "Basic (AWS token)", "profile", t.profile.auth)
+    if t.impl.brings_credentials:  # ECR's AWS token: GET /v2/ would show only a challenge
+        return Capability("auth scheme", t.impl.auth_scheme, "kind", t.impl.auth_note)
     try:
         resp = t.client.http.get(t.client.base + "/v2/", timeout=limits.TARGET_PROBE_TIMEOUT)
     except httpx.HTTPError as exc:
@@ -62,7 +62,7 @@ def _auth(t: OpenTarget) -> Capability:
         note = f" (challenge spelled {raw!r})" if raw not in ("Basic", "Bearer") else ""
         return Capability("auth scheme", f"{raw.capitalize()}{note}", "probed", plan)
     if t.client.api_root:
-        return Capability("auth scheme", t.profile.auth, "profile", "as the profile says")
+        return Capability("auth scheme", t.impl.auth_note, "kind", "as the kind says")
     return Capability("auth scheme", f"unknown (GET /v2/ answered {resp.status_code})", "probed",
                       "credentials from flags or docker config when asked")
 
@@ -75,13 +75,13 @@ def _referrers(t: OpenTarget) -> Capability:
                                 scope=f"repository:{repo}:pull", ok=tuple(range(200, 600)), what="referrers probe")
         if resp.status_code == 200 and "index" in resp.headers.get("content-type", ""):
             supported = True
-        elif resp.status_code in (404, 405) and t.profile.referrers is None:
+        elif resp.status_code in (404, 405) and t.impl.referrers is None:
             supported = False
     except RegistryError:
         pass
-    source = "probed" if supported is not None else "profile"
+    source = "probed" if supported is not None else "kind"
     if supported is None:
-        supported = bool(t.profile.referrers)
+        supported = bool(t.impl.referrers)
     # Bundles carry no signatures yet; this is the scheme a signature-carrying bundle would use.
     plan = ("signatures and attestations as referrers (subject field)" if supported
             else "signatures under the tag scheme sha256-<hex>.sig / .att")
@@ -89,26 +89,17 @@ def _referrers(t: OpenTarget) -> Capability:
 
 
 def capabilities(t: OpenTarget) -> list[Capability]:
-    p: Profile = t.profile
-    ns_plan = {"project": "check each Harbor project; create missing ones with --create-namespaces",
-               "repository": "CreateRepository for every repository path before pushing",
-               "implicit": "nothing to create: repositories appear on first push"}[p.namespaces]
+    k = t.impl
     return [
         _auth(t),
-        Capability("cross-repo mount", "yes" if p.mount else "no", "profile",
-                   "shared layers uploaded once, mounted into the other repositories" if p.mount
+        Capability("cross-repo mount", "yes" if t.mount else "no", "kind",
+                   "shared layers uploaded once, mounted into the other repositories" if t.mount
                    else "each repository gets its own upload; no mount requests"),
         _referrers(t),
-        Capability("chunked upload", "ECR: chunks >= 5 MB" if t.kind == "ecr" else "yes", "profile",
-                   p.chunked_upload),
-        Capability("OCI index", p.oci_index, "profile",
-                   "indexes pushed byte for byte as bundled; indexes we build always set mediaType"),
-        Capability("namespaces", {"project": "project must exist", "repository": "repository must exist",
-                                  "implicit": "implicit"}[p.namespaces], "profile", ns_plan),
-        Capability("immutable tags", "possible" if p.immutable_tags else "no", "profile",
-                   "HEAD every tag first; the same digest counts as pushed, never re-pushed"),
-        Capability("blob HEAD", "trusted" if p.trust_blob_head else "may lie", "profile",
-                   "on MANIFEST_BLOB_UNKNOWN re-upload the manifest's blobs without HEAD, retry once"),
+        Capability("namespaces", k.namespace_rule, "kind", k.namespace_plan),
+        Capability("immutable tags", "possible" if k.may_freeze_tags else "no", "kind",
+                   "HEAD every tag first; the same digest counts as pushed, never re-pushed; a tag that would "
+                   "move is refused before the first push where the target says it is frozen"),
     ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -21,12 +22,21 @@ from typing import Any
 from airgap import limits
 from airgap.errors import AuthError, InputError, RegistryError
 from airgap.progress import Progress
+from airgap.registry.client import RegistryClient, Target
 from airgap.registry.credentials import Credentials, CredentialSource
-from airgap.targets.detect import ecr_host
+from airgap.targets.base import OpenTarget, TargetKind
 
 RENEW_BEFORE = limits.ECR_RENEW_BEFORE
 FALLBACK_TTL = limits.ECR_FALLBACK_TTL
 MIN_RENEW_INTERVAL = limits.ECR_MIN_RENEW_INTERVAL
+
+# <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (ECR "Private registry" docs)
+ECR_HOST_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
+                         r"\.amazonaws\.com(?:\.cn)?(?::\d+)?$")
+
+
+def ecr_host(host: str) -> re.Match[str] | None:
+    return ECR_HOST_RE.match(host)
 
 
 def _boto3() -> Any:
@@ -117,6 +127,19 @@ class Ecr:
     def credential_source(self) -> EcrCredentials:
         return EcrCredentials(self)
 
+    def repository_names(self, prefix: str) -> list[str]:
+        """Every repository of the registry under ``prefix`` (DescribeRepositories, paged: ECR's data
+        plane has no catalog)."""
+        names: list[str] = []
+        token = None
+        while True:
+            page = self._call("describe_repositories", maxResults=1000, **({"nextToken": token} if token else {}))
+            names += [str(r["repositoryName"]) for r in page.get("repositories", [])]
+            token = page.get("nextToken")
+            if not token:
+                break
+        return [n for n in names if not prefix or n.startswith(prefix + "/")]
+
 
 class EcrCredentials(CredentialSource):
     """Cached GetAuthorizationToken credentials, renewed before expiry and when the registry refuses them."""
@@ -153,3 +176,41 @@ class EcrCredentials(CredentialSource):
             # have re-validated it (callers retry a request once per renewal).
             self._renewed_at = time.monotonic()
             return self._fetch()
+
+
+class EcrKind(TargetKind):
+    name = "ecr"
+    title = "Amazon ECR"
+    order = 10
+    # Mounting is opt-in per registry (ECR "blob mounting" setting, 2026): not asked unless --mount.
+    mount = False
+    referrers = True  # since 2024-06
+    provisions = True
+    namespace_rule = "repository must exist"
+    namespace_plan = "CreateRepository for every repository path before pushing"
+    brings_credentials = True
+    auth_scheme = "Basic (AWS token)"
+    auth_note = "Basic AWS:<token> from ecr:GetAuthorizationToken (AWS credential chain via boto3), refreshed on expiry"
+
+    def detect_name(self, target: Target) -> str | None:
+        return f"host name {target.host} is an ECR registry" if ecr_host(target.host) else None
+
+    def attach(self, target: Target, client: RegistryClient) -> Ecr:
+        ecr = Ecr(target.host)
+        client.auth.source = ecr.credential_source()
+        return ecr
+
+    def prepare(self, opened: OpenTarget, repositories: list[str], create_namespaces: bool,
+                progress: Progress) -> list[str]:
+        # ECR refuses pushes into a repository that does not exist, whatever the credentials: create
+        # them always (a no-op for existing ones); --create-namespaces is not needed for that.
+        return opened.state.ensure_repositories(repositories, progress)
+
+    def tags_immutable(self, opened: OpenTarget, repository: str) -> bool | None:
+        return opened.state.tags_immutable(repository)
+
+    def repositories(self, opened: OpenTarget) -> list[str]:
+        return opened.state.repository_names(opened.target.prefix)
+
+
+KIND = EcrKind()

@@ -1,4 +1,4 @@
-"""Harbor v2: projects must exist before anything is pushed into them.
+"""Harbor v2: projects must exist before anything is pushed into them; tags may be frozen by rules.
 
 Harbor answers a push into a missing project with ``401 unauthorized: unauthorized to access
 repository`` (or retries forever, harbor#20544), which reads like bad credentials. So we check every
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from airgap.errors import AuthError, InputError, RegistryError
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient
+from airgap.registry.client import RegistryClient, Target
+from airgap.targets.base import OpenTarget, TargetKind
 
 PROJECT_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")  # Harbor's project name rule
 
@@ -75,3 +78,36 @@ def tags_immutable(client: RegistryClient, repository: str) -> bool | None:
     if not isinstance(rules, list):
         return None
     return any(isinstance(r, dict) and not r.get("disabled") for r in rules)
+
+
+class Harbor(TargetKind):
+    name = "harbor"
+    title = "Harbor v2"
+    order = 20
+    mount = True
+    referrers = True  # since v2.8
+    provisions = True
+    namespace_rule = "project must exist"
+    namespace_plan = "check each Harbor project; create missing ones with --create-namespaces"
+    auth_note = "Bearer token from <harbor>/service/token (Basic user or robot$<project>+<name>)"
+
+    def detect(self, target: Target, client: RegistryClient) -> str | None:
+        # GET /api/v2.0/systeminfo answers anonymously with harbor_version (Harbor swagger).
+        try:
+            resp = client.http.get(client.base + "/api/v2.0/systeminfo", timeout=10.0)
+            version = resp.json().get("harbor_version") if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return f"/api/v2.0/systeminfo answers harbor_version {version}" if version else None
+
+    def prepare(self, opened: OpenTarget, repositories: list[str], create_namespaces: bool,
+                progress: Progress) -> list[str]:
+        return ensure_projects(opened.client, repositories, create_namespaces, progress)
+
+    def tags_immutable(self, opened: OpenTarget, repository: str) -> bool | None:
+        # Tag immutability rules answer 412 even for the same digest (Harbor docs "Create Tag
+        # Immutability Rules"): plan_tags HEADs every tag first and refuses a move up front.
+        return tags_immutable(opened.client, repository)
+
+
+KIND = Harbor()
