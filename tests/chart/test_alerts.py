@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "manifests/haystack-rag"
 HELM = REPO / ".tools/bin/helm3"
 RELEASE, NS = "rag", "haystack"

@@ -28,11 +28,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "manifests/haystack-rag"
 EXAMPLES = CHART / "examples"
 CRD_LOCK = REPO / "manifests/crds/traefik-crds.lock.yaml"
-SHARED_CRDS = Path(__file__).resolve().parents[2] / "shared/data/crds"
+SHARED_CRDS = Path(__file__).resolve().parents[3] / "shared/data/crds"
 TOOLS = REPO / ".tools/bin"
 HELMS = ["helm3", "helm4"]
 RELEASE, NAMESPACE = "rag", "haystack"

@@ -21,7 +21,7 @@ import pod_security
 from test_chart import (FULL, NAMESPACE, SCENARIOS, TOOLS, _values_file, helm, of_kind, one,  # noqa: F401
                         pod_templates, render, render_with, run_helm, template_args, workload)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".tools/checkov-venv/bin/checkov"
 
 # Pods that cannot meet "restricted", and why: only the two opt-in OpenSearch init containers.

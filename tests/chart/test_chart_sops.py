@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "manifests/haystack-rag"
 EXAMPLE = CHART / "examples/sops"
 HELM = REPO / ".tools/bin/helm3"

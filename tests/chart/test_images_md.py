@@ -21,7 +21,7 @@ from airgap import imagesfile
 from airgap.build.plan import plan_builds
 from airgap.build.source import resolve_source
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / ".tools/bin/helm3"
 MARK = "images-md.invalid"
 # Where the chart reads its images (values.yaml); IMAGES.md must name exactly these.
@@ -113,7 +113,7 @@ def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
     bundled, loaded into a real registry, and the chart rendered with nothing but the values file
     `airgap load` wrote: every image the chart runs comes from that registry, pinned by the digest the
     registry holds."""
-    from airgap.synth import LayerSpec, add_image
+    from synth import LayerSpec, add_image
     from helpers import airgap, write_images_md
 
     spec = imagesfile.load(REPO / "IMAGES.md")

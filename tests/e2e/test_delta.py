@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 from helpers import airgap, load_json, write_images_md
 
 PASSWORD = "delta-test"

@@ -19,8 +19,8 @@ import pytest
 from harbor_standin import HarborStandIn, TokenSigner
 from helpers import airgap, load_json, write_images_md
 from nexus_proxy import AllowOnce, start_nexus
-from airgap.synth import LayerSpec, add_image
-from test_target_ecr import TOKEN_PASSWORD, FakeEcrDataPlane, _env as ecr_env, moto_server  # noqa: F401
+from synth import LayerSpec, add_image
+from ecr_standin import TOKEN_PASSWORD, FakeEcrDataPlane, ecr_env, moto_server  # noqa: F401
 
 PW = {"COSIGN_PASSWORD": "lifecycle-pw"}
 DAY = 86400

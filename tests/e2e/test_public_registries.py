@@ -17,7 +17,7 @@ from registry_server import run_skopeo
 from airgap import imagesfile
 from airgap.emit.mapping import upstream_path
 from airgap.model.reference import Reference
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 
 K8S_IMAGE = "registry.k8s.io/pause:3.10"
 TARGET_USER, TARGET_PASSWORD = "target-user", "target-secret-9f2c"

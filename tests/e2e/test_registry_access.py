@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 from helpers import demo_bundle, airgap, load_json, registry_flags, write_images_md
 from registry_server import run_skopeo
 

@@ -15,7 +15,7 @@ from airgap.model.reference import api_host
 from airgap.places.registry import RegistryStore
 from airgap.registry import credentials as creds
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 from helpers import airgap, demo_bundle, load_json, write_images_md
 from registry_server import run_skopeo
 

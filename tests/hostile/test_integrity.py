@@ -11,7 +11,7 @@ import time
 import pytest
 
 from airgap.bundle.reader import BundleReader
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 from helpers import demo_bundle, airgap, demo_images_md, demo_layout, load_json, registry_flags, write_images_md
 
 

@@ -31,7 +31,7 @@ import yaml
 
 from helpers import REPO, airgap, load_json, write_images_md
 from registry_server import run_skopeo, start_registry
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 
 PW = {"COSIGN_PASSWORD": "node-pw"}
 CONTAINERD = shutil.which("containerd")

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def airgap(*args: str, env: dict | None = None, input: str | None = None, check: bool = True,

@@ -24,7 +24,7 @@ from pathlib import Path
 from airgap.sign.blob import sign_blob
 from airgap.sign.keys import load_private_key
 from helpers import airgap, write_images_md
-from airgap.synth import LayerSpec, add_image
+from synth import LayerSpec, add_image
 
 PASSWORD = "hostile-test-key"
 MANIFEST = "airgap-bundle.json"

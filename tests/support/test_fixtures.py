@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airgap import synth
-from airgap.synth import LayerSpec, add_image, make_corpus
+import synth
+from synth import LayerSpec, add_image, make_corpus
 from registry_server import MANIFEST_ACCEPT, RegistryError
 from registry_server import run_skopeo as run_skopeo_raw
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-LAYER = Path(__file__).resolve().parents[1] / "manifests/images/haystack-observability/haystack_observability.py"
+LAYER = Path(__file__).resolve().parents[2] / "manifests/images/haystack-observability/haystack_observability.py"
 
 
 def _load_module():

@@ -168,7 +168,7 @@ def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
     """A connection reset during the streamed PATCH: the engine re-opens the blob and starts over."""
     from airgap.copy import CopyEngine, CopyJob
     from airgap.places.layout import LayoutStore
-    from airgap.synth import LayerSpec, add_image
+    from synth import LayerSpec, add_image
 
     layout = tmp_path / "l"
     add_image(layout, "x", layers=[LayerSpec(size=3 << 20, seed=5)])
