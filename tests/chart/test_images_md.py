@@ -114,7 +114,7 @@ def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
     `airgap load` wrote: every image the chart runs comes from that registry, pinned by the digest the
     registry holds."""
     from synth import LayerSpec, add_image
-    from helpers import airgap, write_images_md
+    from helpers import airgap, run_load, write_images_md
 
     spec = imagesfile.load(REPO / "IMAGES.md")
     layout = tmp_path / "src"
@@ -130,8 +130,7 @@ def test_values_written_by_load_relocate_every_chart_image(tmp_path, registry):
     bundle = tmp_path / "b.tar"
     airgap("bundle", "--images", str(md), "-o", str(bundle), "--store", str(tmp_path / "store"))
     values = tmp_path / "values-airgap.yaml"
-    airgap("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
-           "--insecure-skip-verify", "--values-out", str(values), "--no-chart-push")
+    run_load(bundle, registry, "haystack", "--values-out", str(values), "--no-chart-push")
     secrets = tmp_path / "secrets.yaml"
     secrets.write_text(yaml.safe_dump(CHART_SECRETS))
     out = subprocess.run([_helm(), "template", "rag", str(REPO / spec.chart), "-f", str(values), "-f", str(secrets),

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import REPO, airgap, load_json, write_images_md
+from helpers import REPO, airgap, load_json, run_load, write_images_md
 from test_signing import PASSWORD, _verify_in_registry
 
 from airgap.sign import keys
@@ -77,8 +77,7 @@ def test_artifact_entry_bundles_loads_and_pulls_back_by_digest(tmp_path, keypair
     assert entry["digest"] == digest and entry["source"] == "artifact:model" and entry["signatures"]
 
     site = tmp_path / "site"
-    airgap("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
-           "--key", str(keypair[1]), "--values-out", str(site / "values.yaml"))
+    run_load(bundle, registry, "haystack", "--values-out", str(site / "values.yaml"), key=str(keypair[1]))
     values = (site / "values.yaml").read_text()
     assert digest in values and "haystack/models/minilm" in values
 

@@ -18,7 +18,7 @@ import pytest
 from builders import (BuilderSetupError, buildah_env, docker_load, export_docker_archive, make_busybox_base,
                       start_dockerd)
 from conftest import run_skopeo
-from helpers import airgap
+from helpers import airgap, run_load
 from registry_server import MANIFEST_ACCEPT
 
 BASE = "airgap-test-base:1"
@@ -150,8 +150,7 @@ def bundle_and_load(project: Path, reg, builder: str, env: dict[str, str]) -> su
     """The whole pipeline as a user runs it: bundle (builds first), then load into the registry."""
     proc = airgap("bundle", "--images", "IMAGES.md", "--source", "src", "--builder", builder, "--store", "store",
                   "-o", "b.tar", "--no-chart", "--no-crds", cwd=project, env=env)
-    airgap("load", "--insecure-skip-verify", "b.tar", "--registry", f"{reg.host}/haystack", "--insecure-registry", "--values-out", "v.yaml",
-           cwd=project)
+    run_load("b.tar", reg, "haystack", "--values-out", "v.yaml", cwd=project)
     return proc
 
 
@@ -304,8 +303,7 @@ def test_buildah_builds_every_platform_an_entry_lists(project, registry, buildah
     (project / "IMAGES.md").write_text(MULTI_MD)
     airgap("bundle", "--source", "src", "--builder", "buildah", "--store", "store", "-o", "b.tar", "--no-chart",
            "--no-crds", cwd=project)
-    airgap("load", "--insecure-skip-verify", "b.tar", "--registry", f"{registry.host}/x", "--insecure-registry", "--values-out", "v.yaml",
-           cwd=project)
+    run_load("b.tar", registry, "x", "--values-out", "v.yaml", cwd=project)
     raw = json.loads(run_skopeo("inspect", "--raw", *registry.skopeo_args(),
                                 f"docker://{registry.host}/x/multi:2.0.0").stdout)
     assert sorted(m["platform"]["architecture"] for m in raw["manifests"]) == ["amd64", "arm64"]

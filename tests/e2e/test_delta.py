@@ -8,7 +8,7 @@ import random
 import pytest
 
 from synth import LayerSpec, add_image
-from helpers import airgap, load_json, write_images_md
+from helpers import airgap, load_args, load_json, write_images_md
 
 PASSWORD = "delta-test"
 BASE = LayerSpec(size=4 << 20, seed=1)
@@ -39,8 +39,8 @@ def _release(tmp, version, a_layers, key, *extra, out_name=None, epoch=1_700_000
 
 
 def _load(bundle_files, reg, key, *extra, check=True):
-    args = ["load", *map(str, bundle_files), "--registry", f"{reg.host}/site", "--insecure-registry",
-            "--key", f"{key}.pub", "--values-out", str(bundle_files[0].parent / "v.yaml"), *extra]
+    args = load_args(list(bundle_files), reg, "site", "--values-out", str(bundle_files[0].parent / "v.yaml"), *extra,
+                     key=f"{key}.pub")
     if check:
         return load_json(*args)
     return airgap(*args, check=False)

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, airgap, demo_bundle
+from helpers import REPO, airgap, demo_bundle, load_args, run_load
 
 UNSHARE = shutil.which("unshare")
 
@@ -28,8 +28,7 @@ def bundle(tmp_path_factory):
 
 
 def _load(bundle, registry, *args, check=False, **kw):
-    return airgap("load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/out",
-                  "--insecure-registry", *args, check=check, **kw)
+    return run_load(bundle, registry, "out", *args, check=check, **kw)
 
 
 def _refused(proc, *words) -> str:
@@ -89,8 +88,7 @@ def _in_mount_namespace(script: str) -> subprocess.CompletedProcess:
 
 def _airgap_cmd(bundle, registry, *args: str) -> str:
     import shlex
-    cmd = [sys.executable, "-m", "airgap", "load", "--insecure-skip-verify", str(bundle), "--registry",
-           f"{registry.host}/out", "--insecure-registry", *args]
+    cmd = [sys.executable, "-m", "airgap", *load_args(bundle, registry, "out", *args)]
     return " ".join(shlex.quote(c) for c in cmd)
 
 
@@ -122,8 +120,7 @@ def test_quiet_prints_nothing_and_json_errors_are_json(bundle, registry, tmp_pat
     assert proc.stdout == "" and proc.stderr == ""
     assert (tmp_path / "v.yaml").is_file()
     (tmp_path / "dir").mkdir()
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/q",
-                  "--insecure-registry", "--values-out", str(tmp_path / "dir"), "--json", check=False)
+    proc = run_load(bundle, registry, "q", "--values-out", str(tmp_path / "dir"), "--json", check=False)
     doc = json.loads(proc.stdout)
     assert doc["exit_code"] == proc.returncode == 2 and "is a directory" in doc["error"]
     proc = airgap("inspect", str(tmp_path / "missing.tar"), "--json", check=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import REPO, airgap, write_images_md
+from helpers import REPO, airgap, run_load, write_images_md
 from registry_server import run_skopeo
 
 from airgap import imagesfile
@@ -72,8 +72,7 @@ def test_bundle_of_the_real_upstream_names_then_load(public_registries, registry
 
     private = registry_factory(tls=True, auth=True)
     load_env = {"AIRGAP_REGISTRY_USERNAME": private.username, "AIRGAP_REGISTRY_PASSWORD": private.password}
-    airgap("load", "--insecure-skip-verify", str(out), "--registry", f"{private.host}/mirror", "--ca-file",
-           str(private.ca_file), "--values-out", str(tmp_path / "v.yaml"), env=load_env)
+    run_load(out, private, "mirror", "--values-out", str(tmp_path / "v.yaml"), env=load_env)
     for name, source in sources:
         tag = source.rsplit(":", 1)[1]
         # the default naming keeps the upstream path under the prefix (docker.io/library/busybox, ...)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from synth import LayerSpec, add_image
-from helpers import demo_bundle, airgap, load_json, registry_flags, write_images_md
+from helpers import airgap, demo_bundle, load_report, run_load, write_images_md
 from registry_server import run_skopeo
 
 
@@ -18,25 +18,24 @@ def bundle(tmp_path):
 
 
 def test_tls_registry_with_private_ca(bundle, tls_registry, tmp_path):
-    no_ca = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", tls_registry.host, check=False)
+    no_ca = run_load(bundle, tls_registry, "", tls=[], check=False)
     assert no_ca.returncode == 4
     last = no_ca.stderr.strip().splitlines()[-1]
     assert "TLS" in last and "--ca-file" in last and tls_registry.host in last
     assert tls_registry.catalog() == []
 
-    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", f"{tls_registry.host}/apps", "--ca-file",
-                       str(tls_registry.ca_file), "--values-out", str(tmp_path / "v.yaml"))
+    report = load_report(bundle, tls_registry, "apps", "--values-out", str(tmp_path / "v.yaml"))
     assert len(report["images"]) == 3 and report["bytes_uploaded"] > 0
     assert "apps/opensearch" in tls_registry.catalog()
 
 
 def test_basic_auth_from_docker_config_and_from_env(bundle, auth_registry, tmp_path):
     reg = auth_registry
-    anon = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg), check=False)
+    anon = run_load(bundle, reg, "", check=False)
     assert anon.returncode == 4 and "denied" in anon.stderr and "no credentials" in anon.stderr
 
-    wrong = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
-                   env={"AIRGAP_REGISTRY_USERNAME": reg.username, "AIRGAP_REGISTRY_PASSWORD": "not-the-password"},
+    wrong = run_load(bundle, reg, "", env={"AIRGAP_REGISTRY_USERNAME": reg.username,
+                     "AIRGAP_REGISTRY_PASSWORD": "not-the-password"},
                    check=False)
     assert wrong.returncode == 4 and "'user'" in wrong.stderr
     assert "not-the-password" not in wrong.stderr + wrong.stdout
@@ -46,13 +45,12 @@ def test_basic_auth_from_docker_config_and_from_env(bundle, auth_registry, tmp_p
     cfg.mkdir()
     token = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
     (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
-    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
-                       "--values-out", str(tmp_path / "v.yaml"), env={"DOCKER_CONFIG": str(cfg)})
+    report = load_report(bundle, reg, "", "--values-out", str(tmp_path / "v.yaml"), env={"DOCKER_CONFIG": str(cfg)})
     assert report["bytes_uploaded"] > 0
     assert reg.password not in (tmp_path / "v.yaml").read_text()
 
     # password on stdin, as in CI pipelines
-    again = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg), "--username", reg.username,
+    again = run_load(bundle, reg, "", "--username", reg.username,
                    "--password-stdin", "--json", "--values-out", str(tmp_path / "v2.yaml"), input=reg.password + "\n")
     assert json.loads(again.stdout)["bytes_uploaded"] == 0
     assert reg.password not in again.stderr + again.stdout
@@ -71,14 +69,13 @@ def test_credential_helper_from_docker_config(bundle, auth_registry, tmp_path):
     cfg.mkdir()
     (cfg / "config.json").write_text(json.dumps({"credHelpers": {reg.host: "testhelper"}}))
     import os
-    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", reg.host, *registry_flags(reg),
-                       "--values-out", str(tmp_path / "v.yaml"),
+    report = load_report(bundle, reg, "", "--values-out", str(tmp_path / "v.yaml"),
                        env={"DOCKER_CONFIG": str(cfg), "PATH": f"{bindir}:{os.environ['PATH']}"})
     assert report["bytes_uploaded"] > 0
 
 
 def test_unreachable_registry_is_one_line(bundle):
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", "127.0.0.1:9", "--insecure-registry", check=False)
+    proc = run_load(bundle, "127.0.0.1:9", "", check=False)
     assert proc.returncode == 4
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("airgap: error: cannot reach registry 127.0.0.1:9")
@@ -100,8 +97,7 @@ def test_bundle_pulls_from_a_registry_and_filters_platforms(tmp_path, registry_f
     assert [p.split("/")[:2] for p in result["images"][0]["platforms"]] == [["linux", "arm64"]]
     assert result["images"][0]["tag"] == "2.18.0"
 
-    load_json("load", "--insecure-skip-verify", str(out), "--registry", f"{private.host}/mirror", "--insecure-registry",
-              "--values-out", str(tmp_path / "v.yaml"))
+    load_report(out, private, "mirror", "--values-out", str(tmp_path / "v.yaml"))
     # upstream naming (the default): under the upstream host and path
     upstream_path = f"{upstream.host.replace(':', '_')}/library/opensearch"
     index = json.loads(run_skopeo("inspect", "--raw", "--tls-verify=false",

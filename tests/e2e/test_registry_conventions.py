@@ -16,7 +16,7 @@ from airgap.places.registry import RegistryStore
 from airgap.registry import credentials as creds
 from airgap.registry.client import RegistryClient, RegistryOptions, Target
 from synth import LayerSpec, add_image
-from helpers import airgap, demo_bundle, load_json, write_images_md
+from helpers import airgap, demo_bundle, load_json, run_load, write_images_md
 from registry_server import run_skopeo
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -159,8 +159,7 @@ def test_registry_scheme_is_honoured_or_refused():
 
 def test_loopback_registry_over_plain_http_without_a_flag(tmp_path, registry):
     bundle = demo_bundle(tmp_path)
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/plain",
-                  "--values-out", str(tmp_path / "v.yaml"))
+    proc = run_load(bundle, registry, "plain", "--values-out", str(tmp_path / "v.yaml"), tls=[])
     assert "does not speak TLS; using plain HTTP" in proc.stderr
     assert "plain/opensearch" in registry.catalog()
     # http:// says so up front: no TLS attempt, no note; https:// insists on TLS.
@@ -205,9 +204,8 @@ def test_sync_gets_separate_source_and_destination_credentials(tmp_path, registr
     dst = registry_factory(tls=True, auth=True)
     assert src.password != dst.password
     bundle = demo_bundle(tmp_path)
-    airgap("load", "--insecure-skip-verify", str(bundle), "--registry", f"{src.host}/dmz", "--ca-file",
-           str(src.ca_file), "--values-out", str(tmp_path / "v.yaml"),
-           env={"AIRGAP_REGISTRY_USERNAME": src.username, "AIRGAP_REGISTRY_PASSWORD": src.password})
+    run_load(bundle, src, "dmz", "--values-out", str(tmp_path / "v.yaml"),
+             env={"AIRGAP_REGISTRY_USERNAME": src.username, "AIRGAP_REGISTRY_PASSWORD": src.password})
     images_md = write_images_md(tmp_path / "SYNC.md", "0.1.0", [{"name": "opensearch", "source": "oci:x:y",
                                                                  "tag": "2.18.0"}])
     env = {"AIRGAP_FROM_REGISTRY_USERNAME": src.username, "AIRGAP_FROM_REGISTRY_PASSWORD": src.password,

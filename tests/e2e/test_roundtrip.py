@@ -11,7 +11,7 @@ import tarfile
 import yaml
 
 from airgap.bundle.reader import BundleReader
-from helpers import airgap, demo_images_md, demo_layout, load_json, registry_flags
+from helpers import airgap, demo_images_md, demo_layout, load_args, load_json, load_report, run_load
 from registry_server import run_skopeo
 
 
@@ -27,8 +27,7 @@ def _bundle(tmp_path, layout=None):
 def test_roundtrip_pushes_every_image_and_values_pin_digests(tmp_path, registry):
     bundle, digests = _bundle(tmp_path)
     values = tmp_path / "values.yaml"
-    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/haystack", *registry_flags(registry),
-                       "--values-out", str(values))
+    report = load_report(bundle, registry, "haystack", "--values-out", str(values))
     assert {i["name"] for i in report["images"]} == {"haystack-query", "haystack-indexing", "opensearch"}
     assert all(i["status"] == "copied" for i in report["images"])
 
@@ -67,8 +66,7 @@ def test_shared_base_layer_is_stored_once_and_uploaded_once(tmp_path, registry):
     assert len(blob_members) == reader.manifest.blob_count
     assert reader.manifest.blob_bytes < sum(i.blob_bytes for i in reader.manifest.images)
 
-    report = load_json("load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/haystack", *registry_flags(registry),
-                       "--values-out", str(tmp_path / "v.yaml"))
+    report = load_report(bundle, registry, "haystack", "--values-out", str(tmp_path / "v.yaml"))
     # query and indexing share the 4 MiB base layer: uploaded once, mounted into the second repository.
     assert report["blobs_mounted"] == 1
     assert report["bytes_uploaded"] == sum(d.size for d in needed.values())
@@ -77,8 +75,7 @@ def test_shared_base_layer_is_stored_once_and_uploaded_once(tmp_path, registry):
 
 def test_second_load_is_a_noop(tmp_path, registry):
     bundle, _ = _bundle(tmp_path)
-    args = ["load", "--insecure-skip-verify", str(bundle), "--registry", f"{registry.host}/haystack", *registry_flags(registry),
-            "--values-out", str(tmp_path / "v.yaml")]
+    args = load_args(bundle, registry, "haystack", "--values-out", str(tmp_path / "v.yaml"))
     first = load_json(*args)
     assert first["bytes_uploaded"] > 0
     second = load_json(*args)
@@ -89,7 +86,7 @@ def test_second_load_is_a_noop(tmp_path, registry):
 
 def test_dry_run_pushes_nothing(tmp_path, registry):
     bundle, _ = _bundle(tmp_path)
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", registry.host, *registry_flags(registry), "--dry-run",
+    proc = run_load(bundle, registry, "", "--dry-run",
                   "--values-out", str(tmp_path / "v.yaml"))
     assert "would upload" in proc.stderr
     assert "repository: opensearch" in proc.stdout  # the values it would write
@@ -131,7 +128,7 @@ def test_zstd_bundle_loads_and_inspects(tmp_path, registry):
     assert json.loads(airgap("inspect", str(out), "--json").stdout)["release"] == "0.1.0"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    load_json("load", "--insecure-skip-verify", str(out), "--registry", registry.host, "--insecure-registry", "--scratch-dir", str(scratch),
+    load_report(out, registry, "", "--scratch-dir", str(scratch),
               "--values-out", str(tmp_path / "v.yaml"))
     assert registry.manifest_digest("opensearch", "2.18.0") == digests["opensearch"]
     assert list(scratch.iterdir()) == []  # the decompressed copy is gone
@@ -140,5 +137,5 @@ def test_zstd_bundle_loads_and_inspects(tmp_path, registry):
     data = out.read_bytes()
     bad = tmp_path / "bad.tar.zst"
     bad.write_bytes(data[: len(data) // 2])
-    proc = airgap("load", "--insecure-skip-verify", str(bad), "--registry", registry.host, "--insecure-registry", check=False)
+    proc = run_load(bad, registry, "", check=False)
     assert proc.returncode == 3 and str(bad) in proc.stderr and "Traceback" not in proc.stderr

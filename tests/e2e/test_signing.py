@@ -22,7 +22,7 @@ from airgap.registry.client import RegistryClient, RegistryOptions
 from airgap.sign import keys
 from airgap.sign.cosign import SIGNATURE_ANNOTATION, SignatureError, signature_tag, verify_payload, \
     verify_signature_manifest
-from helpers import REPO, airgap, demo_images_md, demo_layout, load_json
+from helpers import REPO, airgap, demo_images_md, demo_layout, load_json, load_report, run_load
 
 SHARED = REPO.parent / "shared" / "data" / "cosign-interop"
 PASSWORD = "correct horse battery staple"
@@ -125,8 +125,7 @@ def test_signed_bundle_verifies_offline_and_loads_with_signatures(tmp_path, keyp
     assert {i["name"]: i["signatures_verified"] for i in report["images"]}["opensearch"] == 3
 
     out = tmp_path / "site"
-    res = load_json("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
-                    "--key", str(keypair[1]), "--values-out", str(out / "values.yaml"))
+    res = load_report(bundle, registry, "haystack", "--values-out", str(out / "values.yaml"), key=str(keypair[1]))
     assert res["verified_by"].startswith("sha256:")
     assert signature_tag(digests["opensearch"]) in registry.tags("haystack/opensearch")
     policy = json.loads((out / "policy.json").read_text())
@@ -169,16 +168,14 @@ def test_unsigned_bundle_or_wrong_key_pushes_nothing(tmp_path, keypair, registry
     unsigned = tmp_path / "unsigned.tar"
     airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(unsigned), "--no-chart",
            "--store", str(tmp_path / "s"))
-    _rejected(airgap("load", str(unsigned), "--registry", registry.host, "--insecure-registry",
-                     "--key", str(keypair[1]), check=False), registry, "is not signed")
+    _rejected(run_load(unsigned, registry, "", key=str(keypair[1]), check=False), registry, "is not signed")
     no_key = airgap("load", str(unsigned), "--registry", registry.host, "--insecure-registry", check=False)
     assert no_key.returncode == 2 and "--key" in no_key.stderr and registry.catalog() == []
 
     signed, _ = _bundle(tmp_path, keypair, name="signed.tar")
     other = tmp_path / "other"
     airgap("keygen", "--output-key-prefix", str(other), env={"COSIGN_PASSWORD": "x"})
-    _rejected(airgap("load", str(signed), "--registry", registry.host, "--insecure-registry",
-                     "--key", f"{other}.pub", check=False), registry, "does not verify")
+    _rejected(run_load(signed, registry, "", key=f"{other}.pub", check=False), registry, "does not verify")
     v = airgap("verify", str(signed), "--key", f"{other}.pub", check=False)
     assert v.returncode == 3
 
@@ -200,16 +197,14 @@ def test_tampered_manifest_or_swapped_image_pushes_nothing(tmp_path, keypair, re
     edited = _rewrite(bundle, tmp_path / "edited.tar",
                       lambda n, d: d.replace(b'"release": "0.1.0"', b'"release": "9.9.9"')
                       if n == "airgap-bundle.json" else d)
-    _rejected(airgap("load", str(edited), "--registry", registry.host, "--insecure-registry",
-                     "--key", str(keypair[1]), check=False), registry, "does not verify")
+    _rejected(run_load(edited, registry, "", key=str(keypair[1]), check=False), registry, "does not verify")
     # One image's manifest swapped for another's under the same name: caught by its digest.
     q, i = digests["query"].split(":")[1], digests["indexing"].split(":")[1]
     with tarfile.open(bundle) as tf:
         other = tf.extractfile(f"oci/blobs/sha256/{i}").read()
     swapped = _rewrite(bundle, tmp_path / "swapped.tar",
                        lambda n, d: other if n == f"oci/blobs/sha256/{q}" else d)
-    _rejected(airgap("load", str(swapped), "--registry", registry.host, "--insecure-registry",
-                     "--key", str(keypair[1]), check=False), registry, "tampered")
+    _rejected(run_load(swapped, registry, "", key=str(keypair[1]), check=False), registry, "tampered")
 
 
 def test_tampered_layer_pushes_nothing(tmp_path, keypair, registry):
@@ -220,8 +215,7 @@ def test_tampered_layer_pushes_nothing(tmp_path, keypair, registry):
     with open(bundle, "r+b") as fh:
         fh.seek(member.offset + 10)
         fh.write(b"X")
-    _rejected(airgap("load", str(bundle), "--registry", registry.host, "--insecure-registry",
-                     "--key", str(keypair[1]), check=False), registry, "corrupt or tampered")
+    _rejected(run_load(bundle, registry, "", key=str(keypair[1]), check=False), registry, "corrupt or tampered")
     assert airgap("verify", str(bundle), "--key", str(keypair[1]), check=False).returncode == 3
 
 
@@ -256,8 +250,7 @@ def test_skopeo_accepts_our_signatures_and_rejects_tampered(tmp_path, keypair, r
     registry = registry_factory()
     bundle, digests = _bundle(tmp_path, keypair)
     site = tmp_path / "site"
-    load_json("load", str(bundle), "--registry", f"{registry.host}/haystack", "--insecure-registry",
-              "--key", str(keypair[1]), "--values-out", str(site / "values.yaml"))
+    load_report(bundle, registry, "haystack", "--values-out", str(site / "values.yaml"), key=str(keypair[1]))
     env = dict(os.environ, HOME=str(tmp_path))
     base = [trixie_skopeo, "--policy", str(site / "policy.json"), "--registries.d", str(site / "registries.d")]
     for name, tag in (("opensearch", "2.18.0"), ("haystack-query", "0.1.0")):

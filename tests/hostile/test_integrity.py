@@ -12,7 +12,7 @@ import pytest
 
 from airgap.bundle.reader import BundleReader
 from synth import LayerSpec, add_image
-from helpers import demo_bundle, airgap, demo_images_md, demo_layout, load_json, registry_flags, write_images_md
+from helpers import airgap, demo_bundle, demo_images_md, demo_layout, load_json, run_load, write_images_md
 
 
 @pytest.fixture
@@ -34,8 +34,7 @@ def test_flipped_byte_in_a_layer_is_rejected_before_any_push(bundle, registry, t
         byte = fh.read(1)
         fh.seek(-1, os.SEEK_CUR)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", registry.host, *registry_flags(registry),
-                  "--values-out", str(tmp_path / "v.yaml"), check=False)
+    proc = run_load(bundle, registry, "", "--values-out", str(tmp_path / "v.yaml"), check=False)
     assert proc.returncode == 3
     digest = name.rsplit("/", 1)[1]
     err = proc.stderr.strip().splitlines()[-1]
@@ -49,7 +48,7 @@ def test_truncated_bundle_is_rejected_before_any_push(bundle, registry, tmp_path
     size = bundle.stat().st_size
     with open(bundle, "r+b") as fh:
         fh.truncate(size // 2)
-    proc = airgap("load", "--insecure-skip-verify", str(bundle), "--registry", registry.host, *registry_flags(registry), check=False)
+    proc = run_load(bundle, registry, "", check=False)
     assert proc.returncode == 3
     assert "truncated" in proc.stderr and "Traceback" not in proc.stderr
     assert registry.catalog() == []
@@ -70,7 +69,7 @@ def test_missing_blob_is_named(tmp_path, registry):
         for m in src.getmembers():
             if m.name != name:
                 dst.addfile(m, src.extractfile(m))
-    proc = airgap("load", "--insecure-skip-verify", str(pruned), "--registry", registry.host, *registry_flags(registry), check=False)
+    proc = run_load(pruned, registry, "", check=False)
     assert proc.returncode == 3
     assert name.rsplit("/", 1)[1] in proc.stderr and "does not contain" in proc.stderr
     assert registry.catalog() == []
@@ -79,10 +78,10 @@ def test_missing_blob_is_named(tmp_path, registry):
 def test_not_a_bundle(tmp_path, registry):
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar file at all" * 100)
-    proc = airgap("load", "--insecure-skip-verify", str(junk), "--registry", registry.host, "--insecure-registry", check=False)
+    proc = run_load(junk, registry, "", check=False)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert str(junk) in proc.stderr
-    missing = airgap("load", "--insecure-skip-verify", str(tmp_path / "nope.tar"), "--registry", registry.host, check=False)
+    missing = run_load(tmp_path / "nope.tar", registry, "", tls=[], check=False)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 

@@ -33,6 +33,35 @@ def load_json(*args: str, **kw) -> dict:
     return json.loads(proc.stdout)
 
 
+def load_args(bundle: Path | list[Path], target, path: str = "", *extra: str, key: Path | None = None,
+              tls: list[str] | None = None) -> list[str]:
+    """The `airgap load` command line every end-to-end test uses, spelled out once.
+
+    ``bundle``: one bundle or a list (a delta after its base, split media). ``target``: a Registry
+    fixture (its TLS flags follow from it: ``--insecure-registry`` or ``--ca-file``), a stand-in with a
+    ``host`` (loopback, plain HTTP) or a ``HOST[:PORT]`` string. ``path`` goes after the host
+    (``--registry HOST/PATH``). ``key``: verify with that public key; without it the bundle is loaded
+    with ``--insecure-skip-verify``. ``tls``: the TLS flags to use instead (``[]`` for none)."""
+    bundles = bundle if isinstance(bundle, (list, tuple)) else [bundle]
+    host = target if isinstance(target, str) else target.host
+    if tls is None:
+        tls = registry_flags(target) if hasattr(target, "scheme") else ["--insecure-registry"]
+    trust = ["--key", str(key)] if key else ["--insecure-skip-verify"]
+    return ["load", *trust, *map(str, bundles), "--registry", f"{host}/{path}" if path else host, *tls, *extra]
+
+
+def run_load(bundle: Path | list[Path], target, path: str = "", *extra: str, key: Path | None = None,
+             tls: list[str] | None = None, **kw) -> subprocess.CompletedProcess:
+    """Run `airgap load` (see load_args) as a user would; ``kw`` as for airgap()."""
+    return airgap(*load_args(bundle, target, path, *extra, key=key, tls=tls), **kw)
+
+
+def load_report(bundle: Path | list[Path], target, path: str = "", *extra: str, key: Path | None = None,
+                tls: list[str] | None = None, **kw) -> dict:
+    """`airgap load ... --json`: the parsed report."""
+    return load_json(*load_args(bundle, target, path, *extra, key=key, tls=tls), **kw)
+
+
 def write_images_md(path: Path, release: str, entries: list[dict], extra: str = "") -> Path:
     lines = ["# Images", "", "Human text above the block is ignored by the tool.", "", "```yaml airgap",
              f"release: {release}", "images:"]

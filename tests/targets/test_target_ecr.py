@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ecr_standin import TOKEN_PASSWORD, ecr, ecr_env as _env, moto_server  # noqa: F401  (fixtures)
-from helpers import demo_bundle_parts, airgap, load_json, write_images_md
+from helpers import airgap, demo_bundle_parts, load_json, load_report, run_load, write_images_md
 from synth import LayerSpec, add_image
 
 
@@ -20,8 +20,8 @@ def bundle(tmp_path):
 def test_repositories_created_and_token_from_the_aws_chain(bundle, ecr, tmp_path):
     path, digests = bundle
     ecr.ecr.create_repository(repositoryName="haystack/opensearch")  # exists already: fine
-    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/haystack", "--insecure-registry",
-                       "--target", "ecr", "--values-out", str(tmp_path / "v.yaml"), env=_env(ecr))
+    report = load_report(path, ecr.data, "haystack", "--target", "ecr", "--values-out",
+                         str(tmp_path / "v.yaml"), env=_env(ecr))
     assert report["target"]["kind"] == "ecr"
     assert sorted(report["target"]["created"]) == ["haystack/haystack-indexing", "haystack/haystack-query"]
     names = {r["repositoryName"] for r in ecr.ecr.describe_repositories()["repositories"]}
@@ -35,8 +35,8 @@ def test_repositories_created_and_token_from_the_aws_chain(bundle, ecr, tmp_path
 def test_token_expiring_mid_load_is_renewed(bundle, ecr, tmp_path):
     path, digests = bundle
     ecr.expire_at_request = 8
-    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/exp", "--insecure-registry",
-                       "--target", "ecr", "-j", "4", "--values-out", str(tmp_path / "v.yaml"), env=_env(ecr))
+    report = load_report(path, ecr.data, "exp", "--target", "ecr", "-j", "4", "--values-out",
+                         str(tmp_path / "v.yaml"), env=_env(ecr))
     assert ecr.expired_answers >= 1 and ecr.token_calls >= 2
     assert all(i["status"] == "copied" for i in report["images"])
     assert ecr.registry.manifest_digest("exp/haystack-query", "0.1.0") == digests["query"]
@@ -72,6 +72,6 @@ def test_no_aws_credentials_is_one_clear_line(bundle, ecr, tmp_path):
     env.pop("AWS_ACCESS_KEY_ID")
     env.pop("AWS_SECRET_ACCESS_KEY")
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{ecr.data.host}/x", "--insecure-registry", "--target", "ecr",
+    proc = run_load(path, ecr.data, "x", "--target", "ecr",
                   env=env, check=False)
     assert proc.returncode == 4 and "no AWS credentials" in proc.stderr and "Traceback" not in proc.stderr

@@ -17,7 +17,7 @@ from airgap.bundle.format import BundleImage, BundleManifest
 from airgap.emit import containerd, kustomize, registries_conf
 from airgap.emit.mapping import mappings
 from airgap.registry.client import Target
-from helpers import REPO, airgap, demo_images_md, demo_layout, load_json
+from helpers import REPO, airgap, demo_images_md, demo_layout, load_report, run_load
 from registry_server import run_skopeo
 
 CHART = REPO / "manifests" / "haystack-rag"
@@ -39,7 +39,7 @@ def test_chart_pushed_as_oci_artifact_and_helm_pulls_it(chart_bundle, registry, 
         pytest.skip(f"{HELM3} is missing: run `bash scripts/install-helm.sh`")
     path, _ = chart_bundle
     out = tmp_path / "out"
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/haystack", "--insecure-registry", "--json",
+    proc = run_load(path, registry, "haystack", "--json",
                   "--values-out", str(tmp_path / "v.yaml"), "--chart-out", str(tmp_path / "chart"),
                   "--emit", "values,containerd,registries-conf,kustomize", "--out-dir", str(out))
     report = json.loads(proc.stdout)
@@ -59,8 +59,7 @@ def test_chart_pushed_as_oci_artifact_and_helm_pulls_it(chart_bundle, registry, 
     for rel in ("registries.conf", "kustomize/kustomization.yaml", f"containerd/certs.d/{registry.host}/hosts.toml"):
         assert (out / rel).is_file(), rel
     # a second load pushes nothing, the chart included
-    again = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{registry.host}/haystack", "--insecure-registry",
-                      "--values-out", str(tmp_path / "v.yaml"))
+    again = load_report(path, registry, "haystack", "--values-out", str(tmp_path / "v.yaml"))
     assert again["manifests_pushed"] == 0 and again["bytes_uploaded"] == 0
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harbor_standin import HarborStandIn, TokenSigner
-from helpers import demo_bundle_parts, airgap, demo_images_md, demo_layout, load_json
+from helpers import airgap, demo_bundle_parts, demo_images_md, demo_layout, load_args, load_json, load_report, run_load
 
 ADMIN_PW = "Harbor12345-test"
 ROBOT = "robot$haystack+ci"
@@ -39,8 +39,7 @@ def _admin() -> dict:
 
 def test_missing_project_is_explained_not_a_bare_401(bundle, harbor, tmp_path):
     path, _ = bundle
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
-                  "--values-out", str(tmp_path / "v.yaml"), env=_admin(), check=False)
+    proc = run_load(path, harbor, "haystack", "--values-out", str(tmp_path / "v.yaml"), env=_admin(), check=False)
     assert proc.returncode == 4
     last = proc.stderr.strip().splitlines()[-1]
     assert "Harbor project 'haystack' does not exist" in last and "--create-namespaces" in last
@@ -50,8 +49,8 @@ def test_missing_project_is_explained_not_a_bare_401(bundle, harbor, tmp_path):
 
 def test_create_namespaces_then_push_with_bearer_tokens(bundle, harbor, tmp_path):
     path, digests = bundle
-    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
-                       "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"), env=_admin())
+    report = load_report(path, harbor, "haystack", "--create-namespaces", "--values-out",
+                         str(tmp_path / "v.yaml"), env=_admin())
     assert report["target"]["kind"] == "harbor" and report["target"]["created"] == ["haystack"]
     assert harbor.created == ["haystack"]
     assert report["blobs_mounted"] == 1  # Harbor mounts across repositories of a project
@@ -61,14 +60,14 @@ def test_create_namespaces_then_push_with_bearer_tokens(bundle, harbor, tmp_path
 def test_robot_account_with_dollar_in_its_name(bundle, harbor, tmp_path):
     path, _ = bundle
     harbor.projects.add("haystack")
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/haystack", "--insecure-registry",
-                  "--username", ROBOT, "--password-stdin", "--json", "--values-out", str(tmp_path / "v.yaml"),
+    proc = run_load(path, harbor, "haystack", "--username", ROBOT, "--password-stdin", "--json",
+                    "--values-out", str(tmp_path / "v.yaml"),
                   input=ROBOT_PW + "\n")
     assert json.loads(proc.stdout)["bytes_uploaded"] > 0
     assert ROBOT_PW not in proc.stderr + proc.stdout + (tmp_path / "v.yaml").read_text()
     # A project robot may not create projects: the error says who may.
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/other", "--insecure-registry",
-                  "--create-namespaces", "--username", ROBOT, "--password-stdin", input=ROBOT_PW + "\n", check=False)
+    proc = run_load(path, harbor, "other", "--create-namespaces", "--username", ROBOT, "--password-stdin",
+                    input=ROBOT_PW + "\n", check=False)
     assert proc.returncode == 4 and "system robot" in proc.stderr and ROBOT in proc.stderr
 
 
@@ -76,8 +75,7 @@ def test_immutable_tags_rerun_is_a_noop(bundle, harbor, tmp_path):
     path, _ = bundle
     harbor.projects.add("frozen")
     harbor.immutable.add("frozen")
-    args = ["load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
-            "--values-out", str(tmp_path / "v.yaml")]
+    args = load_args(path, harbor, "frozen", "--values-out", str(tmp_path / "v.yaml"))
     load_json(*args, env=_admin())
     again = load_json(*args, env=_admin())
     assert again["manifests_pushed"] == 0 and all(i["status"] == "present" for i in again["images"])
@@ -104,8 +102,7 @@ def test_immutable_412_for_the_same_digest_counts_as_pushed(bundle, harbor, tmp_
     path, _ = bundle
     harbor.projects.add("frozen")
     harbor.immutable.add("frozen")
-    load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
-              "--values-out", str(tmp_path / "v.yaml"), env=_admin())
+    load_report(path, harbor, "frozen", "--values-out", str(tmp_path / "v.yaml"), env=_admin())
     client = RegistryClient(harbor.host, RegistryOptions(insecure=True, username="admin", password=ADMIN_PW))
     try:
         store = RegistryStore(client, "frozen/opensearch")
@@ -129,8 +126,7 @@ def test_signed_bundle_into_immutable_project_twice(harbor, tmp_path):
            "--store", str(tmp_path / "store"), "--key", str(tmp_path / "k.key"), env={"COSIGN_PASSWORD": "pw"})
     harbor.projects.add("frozen")
     harbor.immutable.add("frozen")
-    args = ["load", str(out), "--registry", f"{harbor.host}/frozen", "--insecure-registry",
-            "--key", str(tmp_path / "k.pub"), "--values-out", str(tmp_path / "v.yaml")]
+    args = load_args(out, harbor, "frozen", "--values-out", str(tmp_path / "v.yaml"), key=tmp_path / "k.pub")
     first = load_json(*args, env=_admin())
     assert len(first["signatures"]) == 5  # query, indexing, and opensearch's index + 2 platforms
     again = load_json(*args, env=_admin())
@@ -151,8 +147,7 @@ def test_damaged_bundle_creates_no_project(harbor, tmp_path):
         b = fh.read(1)
         fh.seek(m.offset_data + 1000)
         fh.write(bytes([b[0] ^ 1]))
-    proc = airgap("load", "--insecure-skip-verify", str(out), "--registry", f"{harbor.host}/newproj",
-                  "--insecure-registry", "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"),
-                  env=_admin(), check=False)
+    proc = run_load(out, harbor, "newproj", "--create-namespaces", "--values-out", str(tmp_path / "v.yaml"),
+                    env=_admin(), check=False)
     assert proc.returncode == 3 and "corrupt or tampered" in proc.stderr
     assert harbor.created == []

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from airgap.places.layout import LayoutStore
-from helpers import demo_bundle_parts, airgap, load_json
+from helpers import airgap, demo_bundle_parts, load_report, run_load
 from nexus_proxy import NexusProxy, start_nexus
 from registry_server import RegistryError, run_skopeo
 
@@ -45,8 +45,7 @@ def _env(nx: NexusProxy) -> dict:
 def test_path_routing_basic_challenge_and_no_mount(bundle, nexus_factory, tmp_path):
     path, _, digests = bundle
     nx, backend = nexus_factory()
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/{nx.hosted}/haystack", "--insecure-registry",
-                  "--json", "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
+    proc = run_load(path, nx, f"{nx.hosted}/haystack", "--json", "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
     report = json.loads(proc.stdout)
     assert report["target"]["kind"] == "nexus" and "status" in report["target"]["reason"]
     assert "Sonatype Nexus" in proc.stderr  # says which kind it detected
@@ -64,7 +63,7 @@ def test_path_routing_basic_challenge_and_no_mount(bundle, nexus_factory, tmp_pa
 def test_forced_mount_gets_202_and_falls_back_to_upload(bundle, nexus_factory, tmp_path):
     path, _, _ = bundle
     nx, _ = nexus_factory()
-    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/{nx.hosted}/m", "--insecure-registry", "--mount",
+    report = load_report(path, nx, f"{nx.hosted}/m", "--mount",
                        "--target", "nexus", "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
     assert "mount=" in nx.access_log()  # we asked ...
     assert report["blobs_mounted"] == 0  # ... Nexus started an upload instead; we uploaded
@@ -76,8 +75,8 @@ def test_repository_endpoint_address(bundle, nexus_factory, tmp_path):
     path, _, digests = bundle
     nx, backend = nexus_factory()
     out = tmp_path / "out"
-    report = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/repository/{nx.hosted}/rag", "--insecure-registry",
-                       "--values-out", str(tmp_path / "v.yaml"), "--emit", "registries-conf,kustomize",
+    report = load_report(path, nx, f"repository/{nx.hosted}/rag", "--values-out", str(tmp_path / "v.yaml"),
+                         "--emit", "registries-conf,kustomize",
                        "--out-dir", str(out), env=_env(nx))
     assert report["target"]["kind"] == "nexus"
     assert "/repository/docker-hosted/v2/rag/opensearch/manifests/2.18.0" in nx.access_log()
@@ -95,14 +94,13 @@ def test_blob_head_lies_then_manifest_blob_unknown_is_repaired(bundle, nexus_fac
     path, layout, digests = bundle
     layer = LayoutStore(layout).fetch_manifest("query").layers[-1].digest
     nx, backend = nexus_factory(ghost_blobs=(str(layer),))
-    proc = airgap("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/{nx.hosted}/g", "--insecure-registry", "--json",
+    proc = run_load(path, nx, f"{nx.hosted}/g", "--json",
                   "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
     assert "re-uploading" in proc.stderr
     assert backend.manifest_digest(f"{nx.hosted}/g/haystack-query", "0.1.0") == digests["query"]
     assert str(layer) in backend.committed_blobs()
     # A rerun is a no-op even though HEAD still lies: the tags are there with the right digests.
-    again = load_json("load", "--insecure-skip-verify", str(path), "--registry", f"{nx.host}/{nx.hosted}/g", "--insecure-registry",
-                      "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
+    again = load_report(path, nx, f"{nx.hosted}/g", "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
     assert again["manifests_pushed"] == 0
 
 
