@@ -1,4 +1,8 @@
-"""Synthetic OCI images for tests and benchmarks, written straight into an OCI image layout.
+"""Synthetic OCI images for the tests, the benchmark and the demo, written into an OCI image layout.
+
+Support code, not part of the shipped package: the images are described with airgap's own content
+model (``airgap.model``) and written through the layout place (``airgap.places.layout.LayoutStore``),
+so there is one OCI implementation; what this module adds is only how to make layer bytes.
 
 Nothing here needs a container runtime, a network or a third-party package: layers are tars holding
 one file of deterministic pseudo-random bytes, generated and hashed in 1 MiB chunks so a multi-GB
@@ -29,25 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = [
-    "LayerSpec",
-    "add_image",
-    "make_corpus",
-    "random_chunks",
-    "MEDIA_TYPE_MANIFEST",
-    "MEDIA_TYPE_INDEX",
-    "MEDIA_TYPE_CONFIG",
-    "MEDIA_TYPE_LAYER",
-    "MEDIA_TYPE_LAYER_GZIP",
-    "REF_NAME_ANNOTATION",
-]
+from airgap.fsutil import atomic_write
+from airgap.model import Descriptor, Digest, MediaType, Platform, parse_manifest
+from airgap.model.manifest import Manifest
+from airgap.places.layout import LayoutStore
 
-MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+__all__ = ["LayerSpec", "add_image", "make_corpus", "random_chunks"]
 
 CHUNK = 1 << 20
 # A fixed timestamp keeps configs (and therefore manifest digests) reproducible across runs.
@@ -72,43 +63,17 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-
-    def to_json(self) -> dict:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-
-
-@dataclass(frozen=True)
 class _Layer:
     descriptor: Descriptor
     diff_id: str  # sha256 of the uncompressed tar, what the config's rootfs lists
 
 
-@dataclass(frozen=True)
-class _Platform:
-    os: str
-    architecture: str
-    variant: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> "_Platform":
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform must look like os/arch[/variant], got {text!r}")
-        variant = parts[2] if len(parts) == 3 else None
-        # Registries and runtimes expect arm64 to carry variant v8 (as docker and buildx emit it).
-        if variant is None and parts[1] == "arm64":
-            variant = "v8"
-        return cls(parts[0], parts[1], variant)
-
-    def to_json(self) -> dict:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
+def _platform(text: str) -> Platform:
+    platform = Platform.parse(text)
+    # Registries and runtimes expect arm64 to carry variant v8 (as docker and buildx emit it).
+    if not platform.variant and platform.architecture == "arm64":
+        platform = Platform(platform.os, platform.architecture, "v8")
+    return platform
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,37 +125,37 @@ class _HashingWriter:
 
 
 class _BlobStore:
+    """Layers and configs into a LayoutStore's blob directory; manifests go through the store itself."""
+
     def __init__(self, layout: Path) -> None:
-        self.dir = layout / "blobs" / "sha256"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.store = LayoutStore(layout, create=True)
+        self.dir = self.store.root / "blobs" / "sha256"
 
-    def path(self, digest: str) -> Path:
-        algo, _, hexpart = digest.partition(":")
-        if algo != "sha256" or len(hexpart) != 64:
-            raise ValueError(f"unsupported digest {digest!r}")
-        return self.dir / hexpart
+    def path(self, digest: Digest) -> Path:
+        return self.store.blob_path(digest)
 
-    def has(self, digest: str) -> bool:
+    def has(self, digest: Digest) -> bool:
         return self.path(digest).is_file()
 
     def _tempfile(self):
         # Same directory as the final blob so os.replace is an atomic rename, never a copy.
         return tempfile.NamedTemporaryFile(dir=self.dir, prefix=".tmp-", delete=False)
 
-    def _commit(self, tmp_name: str, digest: str) -> None:
+    def _commit(self, tmp_name: str, digest: Digest) -> None:
         # NamedTemporaryFile creates 0600; blobs are content, readable by any local tool or user.
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, self.path(digest))
 
-    def put_bytes(self, data: bytes) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.has(digest):
-            return digest
-        with self._tempfile() as f:
-            f.write(data)
-            name = f.name
-        self._commit(name, digest)
-        return digest
+    def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
+        desc = Descriptor(media_type, Digest.parse("sha256:" + hashlib.sha256(data).hexdigest()), len(data))
+        if not self.has(desc.digest):
+            atomic_write(self.path(desc.digest), data)
+        return desc
+
+    def put_manifest(self, doc: dict) -> Manifest:
+        manifest = parse_manifest(_canonical(doc))
+        self.store.put_manifest(manifest)
+        return manifest
 
     def put_layer(self, spec: LayerSpec) -> _Layer:
         with self._tempfile() as f:
@@ -210,10 +175,10 @@ class _BlobStore:
                 f.close()
                 os.unlink(name)
                 raise
-        digest = "sha256:" + blob.sha.hexdigest()
+        digest = Digest.parse("sha256:" + blob.sha.hexdigest())
         self._commit(name, digest)
-        media_type = MEDIA_TYPE_LAYER_GZIP if spec.compressed else MEDIA_TYPE_LAYER
-        return _Layer(Descriptor(media_type, digest, blob.size), "sha256:" + tar.sha.hexdigest())
+        media_type = MediaType.OCI_LAYER_GZIP if spec.compressed else MediaType.OCI_LAYER
+        return _Layer(Descriptor(str(media_type), digest, blob.size), "sha256:" + tar.sha.hexdigest())
 
 
 def _write_layer_tar(out: _HashingWriter, spec: LayerSpec) -> None:
@@ -293,36 +258,16 @@ def _canonical(obj: dict) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
-# layout
-
-
-def _init_layout(layout: Path) -> None:
-    layout.mkdir(parents=True, exist_ok=True)
-    marker = layout / "oci-layout"
-    if not marker.exists():
-        marker.write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    if not (layout / "index.json").exists():
-        _write_json_atomic(layout / "index.json", _empty_index())
-
-
-def _empty_index() -> dict:
-    return {"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": []}
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".tmp-", delete=False) as f:
-        json.dump(obj, f, indent=2)
-        name = f.name
-    os.replace(name, path)
+# images
 
 
 def _write_image_manifest(
     store: _BlobStore,
-    platform: _Platform,
+    platform: Platform,
     layers: list[_Layer],
     labels: dict,
     seed: int,
-) -> Descriptor:
+) -> Manifest:
     config = {
         "created": EPOCH,
         "architecture": platform.architecture,
@@ -339,16 +284,13 @@ def _write_image_manifest(
     }
     if platform.variant:
         config["variant"] = platform.variant
-    config_bytes = _canonical(config)
-    config_digest = store.put_bytes(config_bytes)
-    manifest = {
+    config_desc = store.put_bytes(_canonical(config), str(MediaType.OCI_CONFIG))
+    return store.put_manifest({
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": Descriptor(MEDIA_TYPE_CONFIG, config_digest, len(config_bytes)).to_json(),
+        "mediaType": str(MediaType.OCI_MANIFEST),
+        "config": config_desc.to_json(),
         "layers": [layer.descriptor.to_json() for layer in layers],
-    }
-    data = _canonical(manifest)
-    return Descriptor(MEDIA_TYPE_MANIFEST, store.put_bytes(data), len(data))
+    })
 
 
 def add_image(
@@ -370,16 +312,14 @@ def add_image(
     ``seed`` goes into the image config, so two images with identical layers still get distinct
     manifests. An existing index.json entry with the same ref is replaced (its blobs stay).
     """
-    layout = Path(layout)
-    _init_layout(layout)
-    store = _BlobStore(layout)
-    plats = [_Platform.parse(p) for p in (platforms or ["linux/amd64"])]
+    store = _BlobStore(Path(layout))
+    plats = [_platform(p) for p in (platforms or ["linux/amd64"])]
     labels = dict(labels or {})
 
-    children: list[tuple[_Platform, Descriptor]] = []
+    children: list[tuple[Platform, Manifest]] = []
     for i, plat in enumerate(plats):
         specs = layers if i == 0 else [
-            LayerSpec(s.size, _derive_seed(s.seed, plat.os, plat.architecture, plat.variant), s.compressed)
+            LayerSpec(s.size, _derive_seed(s.seed, plat.os, plat.architecture, plat.variant or None), s.compressed)
             for s in layers
         ]
         built = [_ensure_layer(store, s) for s in specs]
@@ -388,27 +328,16 @@ def add_image(
     if len(children) == 1:
         top = children[0][1]
     else:
-        index = {
+        top = store.put_manifest({
             "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": [dict(desc.to_json(), platform=plat.to_json()) for plat, desc in children],
-        }
-        data = _canonical(index)
-        top = Descriptor(MEDIA_TYPE_INDEX, store.put_bytes(data), len(data))
-
-    index_path = layout / "index.json"
-    root = json.loads(index_path.read_text())
-    entries = [
-        m for m in root.get("manifests", []) if (m.get("annotations") or {}).get(REF_NAME_ANNOTATION) != ref
-    ]
-    entry = top.to_json()
-    if len(children) == 1:
-        entry["platform"] = children[0][0].to_json()
-    entry["annotations"] = {REF_NAME_ANNOTATION: ref}
-    entries.append(entry)
-    root.update(schemaVersion=2, mediaType=MEDIA_TYPE_INDEX, manifests=entries)
-    _write_json_atomic(index_path, root)
-    return top.digest
+            "mediaType": str(MediaType.OCI_INDEX),
+            "manifests": [Descriptor(m.media_type, m.digest, len(m.data), platform=plat).to_json()
+                          for plat, m in children],
+        })
+    # The tag: an index.json entry annotated org.opencontainers.image.ref.name, replacing one of the
+    # same name (its blobs stay), as the layout place writes it.
+    store.store.put_manifest(top, ref)
+    return str(top.digest)
 
 
 def make_corpus(

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-import synth
+from airgap.model import MediaType
+from airgap.places.layout import REF_NAME
 from synth import LayerSpec, add_image, make_corpus
 from registry_server import MANIFEST_ACCEPT, RegistryError
 from registry_server import run_skopeo as run_skopeo_raw
@@ -125,10 +126,10 @@ def test_layer_blob_is_a_tar_of_the_requested_size(layout):
     spec = LayerSpec(3 * 2**20 + 123, seed=7)
     digest = add_image(layout, "one", layers=[spec, LayerSpec(1000, seed=8, compressed=True)])
     manifest = _manifest(layout, digest)
-    assert manifest["mediaType"] == synth.MEDIA_TYPE_MANIFEST and manifest["schemaVersion"] == 2
+    assert manifest["mediaType"] == MediaType.OCI_MANIFEST and manifest["schemaVersion"] == 2
     plain, gz = manifest["layers"]
-    assert plain["mediaType"] == synth.MEDIA_TYPE_LAYER
-    assert gz["mediaType"] == synth.MEDIA_TYPE_LAYER_GZIP
+    assert plain["mediaType"] == MediaType.OCI_LAYER
+    assert gz["mediaType"] == MediaType.OCI_LAYER_GZIP
     config = json.loads(_blob(layout, manifest["config"]["digest"]))
     raw_plain = _blob(layout, plain["digest"])
     raw_gz = gzip.decompress(_blob(layout, gz["digest"]))
@@ -163,10 +164,10 @@ def test_same_ref_replaces_index_entry(layout):
     second = add_image(layout, "app", layers=[LayerSpec(100, 2)])
     add_image(layout, "other", layers=[LayerSpec(100, 1)])
     entries = json.loads((layout / "index.json").read_text())["manifests"]
-    names = [e["annotations"][synth.REF_NAME_ANNOTATION] for e in entries]
+    names = [e["annotations"][REF_NAME] for e in entries]
     assert sorted(names) == ["app", "other"]
     assert first != second
-    assert [e["digest"] for e in entries if e["annotations"][synth.REF_NAME_ANNOTATION] == "app"] == [second]
+    assert [e["digest"] for e in entries if e["annotations"][REF_NAME] == "app"] == [second]
 
 
 def test_shared_base_layer_is_one_blob(layout, skopeo):
@@ -188,7 +189,7 @@ def test_multi_platform_index_has_two_children(layout, skopeo):
         layout, "multi", layers=[LayerSpec(8192, 5)], platforms=["linux/amd64", "linux/arm64"], labels={"a": "b"}
     )
     index = _manifest(layout, digest)
-    assert index["mediaType"] == synth.MEDIA_TYPE_INDEX and index["schemaVersion"] == 2
+    assert index["mediaType"] == MediaType.OCI_INDEX and index["schemaVersion"] == 2
     children = index["manifests"]
     assert [(c["platform"]["os"], c["platform"]["architecture"]) for c in children] == [
         ("linux", "amd64"),
@@ -253,17 +254,17 @@ def test_make_corpus_shares_base_and_hits_size(layout):
                        gzip_layer_bytes=2**20)
     assert refs == ["img1", "img2", "img3", "img4"]
     index = json.loads((layout / "index.json").read_text())
-    by_ref = {e["annotations"][synth.REF_NAME_ANNOTATION]: e["digest"] for e in index["manifests"]}
+    by_ref = {e["annotations"][REF_NAME]: e["digest"] for e in index["manifests"]}
     firsts = {_manifest(layout, by_ref[r])["layers"][0]["digest"] for r in refs}
     assert len(firsts) == 1
     unique = sum(p.stat().st_size for p in (layout / "blobs" / "sha256").iterdir())
     assert abs(unique - total) < 0.01 * total
     media = [x["mediaType"] for x in _manifest(layout, by_ref["img1"])["layers"]]
-    assert media[-1] == synth.MEDIA_TYPE_LAYER_GZIP
+    assert media[-1] == MediaType.OCI_LAYER_GZIP
 
 
 def test_manifest_accept_header_lists_all_four_types():
-    for mt in (synth.MEDIA_TYPE_MANIFEST, synth.MEDIA_TYPE_INDEX,
+    for mt in (MediaType.OCI_MANIFEST, MediaType.OCI_INDEX,
                "application/vnd.docker.distribution.manifest.v2+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"):
         assert mt in MANIFEST_ACCEPT
