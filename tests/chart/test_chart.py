@@ -28,6 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from airgap.fsutil import atomic_write
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "manifests/haystack-rag"
 EXAMPLES = CHART / "examples"
@@ -141,7 +143,8 @@ def _values_file(scenario: str) -> Path:
     directory = REPO / ".tools/test-values"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{scenario}.yaml"
-    path.write_text(yaml.safe_dump(SCENARIOS[scenario], sort_keys=False))
+    # Atomic: under `pytest -n` another worker may be reading the same file in a helm run right now.
+    atomic_write(path, yaml.safe_dump(SCENARIOS[scenario], sort_keys=False).encode())
     return path
 
 
