@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Both cores: whole files per worker (--dist loadfile), so a module- or session-scoped fixture (the
+# offline wheelhouse, a signed bundle) is built once and never raced by another worker.
+# `make test PYTEST_XDIST=` runs serially.
+PYTEST_XDIST ?= -n 2 --dist loadfile
 
 .PHONY: deps helm checkov lint demo test test-app bench dist clean
 
@@ -23,7 +27,7 @@ lint: deps
 	$(VENV)/bin/mypy
 
 test: deps helm checkov lint
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest --ignore=tests/app $(PYTEST_ARGS)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest --ignore=tests/app $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 # The real upstream application (torch, Haystack) offline under unshare -n, with a real Prometheus.
 test-app: deps

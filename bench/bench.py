@@ -33,9 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from airgap.synth import LayerSpec, add_image, make_corpus  # noqa: E402
+from synth import LayerSpec, add_image, make_corpus  # noqa: E402
 from registry_server import (  # noqa: E402
     RegistryError,
     RegistryProcess,

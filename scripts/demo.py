@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make demo`: the whole job end to end on one machine, offline, on embedded defaults.
 
-The internet is played by the public-registry emulation of the tests (tests/public_registries.py): a
+The internet is played by the public-registry emulation of the tests (tests/support/public_registries.py): a
 loopback HTTPS proxy that answers as Docker Hub, Quay and registry.k8s.io do (Hub's 301 on docker.io,
 token services, blobs redirected to a CDN), so the upstream names stay the real ones
 (``docker.io/opensearchproject/opensearch:2.18.0``). A throwaway registry on loopback plays the
@@ -25,14 +25,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO))
 
 from builders import buildah_env, make_busybox_base  # noqa: E402
 from public_registries import running_public_registries  # noqa: E402
 from registry_server import running_registry  # noqa: E402
 
-from airgap import imagesfile, synth  # noqa: E402
+import synth  # noqa: E402  (tests/support: test, bench and demo support, not shipped)
+
+from airgap import imagesfile  # noqa: E402
 
 WORK = REPO / ".demo"
 DEMO_SOURCES = REPO / "demo" / "haystack-rag-app"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install checkov (the chart security scan in tests/test_chart_security.py) into its own virtualenv,
+# Install checkov (the chart security scan in tests/chart/test_chart_security.py) into its own virtualenv,
 # .tools/checkov-venv: its pinned dependencies would fight the test venv's.  Idempotent.
 # Only PyPI is reached, and only here: the tests run checkov with no network at all.
 set -euo pipefail

@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 top="$PWD/.tools/trixie"
 apt_root="$top/apt"
 mkdir -p "$apt_root"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d} "$PWD/.tools/bin"
+# One installer at a time: `pytest -n` runs the skopeo and podman tests in parallel, and the private
+# apt state runs with NoLocking.
+exec 9>"$top/.install.lock"
+flock 9
 apt_ready=""
 apt_opts=(-o "Dir::Etc::SourceList=$apt_root/etc/sources.list" -o "Dir::Etc::SourceParts=$apt_root/etc/sources.list.d"
   -o "Dir::Etc::Preferences=$apt_root/etc/preferences" -o "Dir::Etc::PreferencesParts=$apt_root/etc/preferences.d"

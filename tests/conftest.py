@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 from registry_server import (  # noqa: E402  (path set just above)
     Registry,
@@ -100,7 +100,7 @@ def skopeo() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def public_registries(tmp_path_factory: pytest.TempPathFactory):
-    """Docker Hub, Quay and registry.k8s.io as they behave, offline (tests/public_registries.py)."""
+    """Docker Hub, Quay and registry.k8s.io as they behave, offline (tests/support/public_registries.py)."""
     require_tools("docker-registry")
     from public_registries import running_public_registries
 
