@@ -239,8 +239,7 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
 
 class CopyEngine:
     def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
-                 verify_first: bool = False,
-                 dry_run: bool = False, retries: int = limits.COPY_RETRIES):
+                 verify_first: bool = False, dry_run: bool = False, retries: int = limits.COPY_RETRIES):
         self.concurrency = max(1, concurrency)
         self.progress = progress or Progress()
         self.verify_first = verify_first

@@ -32,7 +32,6 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
 
 
-
 def signature_tag(digest: Digest | str) -> str:
     d = Digest.parse(str(digest))
     return f"{d.algorithm}-{d.hex}.sig"
