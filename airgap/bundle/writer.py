@@ -15,7 +15,7 @@ RECORD = BLOCK * 20  # what tar(1) and Python's tarfile pad the archive end to
 
 
 class BundleWriter:
-    def __init__(self, path: Path, mtime: int, compress: str | None = None):
+    def __init__(self, path: Path, mtime: int, compress: str | None = None, *, checksum: bool = False):
         self.path = Path(path)
         self.compress = compress
         self.partial = self.path.with_name(self.path.name + ".partial")
@@ -24,7 +24,9 @@ class BundleWriter:
         self._fh: Any = None   # the file, or a zstd stream writer over it
         self._raw: Any = None
         self.written = 0
-        self.sha256 = hashlib.sha256()  # of the file's bytes (uncompressed bundles: split parts' checksums)
+        # Of the file's bytes, for split parts' checksums only: every blob is already hashed once on
+        # its way in, and a second pass over the whole bundle would cost as much again.
+        self.sha256 = hashlib.sha256() if checksum and compress is None else None
 
     def __enter__(self) -> "BundleWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,7 @@ class BundleWriter:
     def _write(self, data: bytes) -> None:
         assert self._fh is not None
         self._fh.write(data)
-        if self.compress is None:
+        if self.sha256 is not None:
             self.sha256.update(data)
         self.written += len(data)
 
