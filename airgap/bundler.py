@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
 from airgap.delta import Base
-from airgap.errors import AirgapError, InputError
+from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, Platform, Reference
@@ -35,7 +36,7 @@ from airgap.places.bundle import BundleHead, BundlePlace
 from airgap.places.layout import LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, RegistryOptions
+from airgap.registry.client import RegistryClient, RegistryOptions, Transient
 from airgap.sign.blob import sign_blob
 from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
@@ -273,8 +274,20 @@ class _ReadThrough(Store):
     def fetch_manifest(self, ref: str) -> Manifest:
         return self.origin.fetch_manifest(ref)
 
-    def open_blob(self, desc: Descriptor):
-        return (self.cache if self.cache.blob_exists(desc) else self.origin).open_blob(desc)
+    @contextmanager
+    def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        if not self.cache.blob_exists(desc):
+            with self.origin.open_blob(desc) as chunks:
+                yield chunks
+            return
+        with self.cache.open_blob(desc) as chunks:
+            try:
+                yield chunks
+            except DigestMismatch:
+                # Torn by a crash (the store is not fsynced) or damaged: drop it, and the engine's
+                # retry reads the registry.
+                self.cache.blob_path(desc.digest).unlink(missing_ok=True)
+                raise Transient(f"{self.cache.description}: blob {desc.digest} is damaged; pulling it again") from None
 
     def blob_exists(self, desc: Descriptor) -> bool:
         return self.cache.blob_exists(desc) or self.origin.blob_exists(desc)
@@ -426,10 +439,11 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     cache_digests = frozenset(b.digest for r in done if isinstance(r.job.src, _ReadThrough) for b in r.blobs())
     place = BundlePlace(options.output, head, epoch, compress=options.compress, split=options.split,
                         cache=cache, cache_digests=cache_digests)
-    # One stream into one tar: blobs arrive one at a time, largest first, in the same order every run.
     jobs = [CopyJob(r.job.name, r.job.src, r.job.ref, place, r.job.tags, r.job.platforms, r.job.kind) for r in done]
+    # A plain bundle takes blobs in parallel at planned offsets; a zstd stream or split parts one at
+    # a time, largest first: either way the same bytes every run.
     with place:
-        CopyEngine(concurrency=1, progress=progress).copy(
+        CopyEngine(concurrency=options.concurrency if place.concurrent else 1, progress=progress).copy(
             jobs, [_Resolved(j, r.root, r.images) for j, r in zip(jobs, done)])
     outputs = place.paths
     size = sum(p.stat().st_size for p in outputs)

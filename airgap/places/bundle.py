@@ -7,8 +7,12 @@ graph, this store writes it on opening, and then takes blobs and manifests in wh
 engine sends them (blobs first, each streamed once into the tar as the engine verifies it). Tags are
 recorded, not written: the planned index already holds them, and closing checks that every planned
 member arrived and every planned tag was pushed with the digest the head announced, so a bundle can
-never claim what it does not hold. Closing appends the chart, CRD and tools/ files and the tar end;
+never claim what it does not hold. Closing adds the chart, CRD and tools/ files and the tar end;
 any failure leaves no file behind (``OUT.partial`` is removed, and so are finished split parts).
+
+A plain (uncompressed, unsplit) bundle is planned to the byte: every member's offset is known from
+the head, so blobs stream into their places in parallel (airgap.bundle.writer.PlannedTar), and the
+file is the same bytes whatever order they arrive in. zstd output is one stream, written in order.
 
 With ``split``, blobs go into parts planned up front (first fit, cut at blob boundaries) that may
 all be open at once, so arrival order does not matter; the first part, holding the head (with the
@@ -33,7 +37,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleManifest
-from airgap.bundle.writer import RECORD, BundleWriter
+from airgap.bundle.writer import RECORD, BundleWriter, PlannedTar
 from airgap.errors import AirgapError, BundleError, InputError
 from airgap.model import Descriptor, Digest
 from airgap.model.manifest import Manifest
@@ -97,8 +101,29 @@ class BundlePlace(Store):
         self._groups: dict[Digest, int] = {}
         self._part_paths: list[Path] = []
         self.paths: list[Path] = []                  # every file written, the first part first
+        self._claimed: set[Digest] = set()
+        self._tar: PlannedTar | None = None
+        #: blobs may be written from several threads at once (a plain bundle: planned offsets)
+        self.concurrent = not split and not compress
         if split:
             self._plan_parts()
+
+    def _head_members(self, manifest_bytes: bytes, signature: bytes | None) -> list[tuple[str, bytes]]:
+        members = [(MANIFEST_NAME, manifest_bytes)]
+        if signature is not None:
+            members.append((SIGNATURE_NAME, signature))
+        return members + [(f"{LAYOUT_DIR}/oci-layout", LAYOUT_FILE), (f"{LAYOUT_DIR}/index.json", self.head.index_bytes())]
+
+    def _open_planned(self) -> None:
+        data = self.head.manifest.to_json()
+        signature = self.head.sign(data) + b"\n" if self.head.sign is not None else None
+        head = self._head_members(data, signature)
+        members = [(name, len(b)) for name, b in head]
+        members += [(_member(d), size) for d, size in [*self.head.blobs.items(), *self.head.small.items()]]
+        members += [(f.path, f.size) for f, _ in self.head.files]
+        self._tar = PlannedTar(self.output, self.epoch, members)
+        for name, b in head:
+            self._tar.write_bytes(name, b)
 
     @property
     def place_key(self) -> str:
@@ -106,7 +131,9 @@ class BundlePlace(Store):
 
     # -- opening and closing --------------------------------------------------------------------
     def __enter__(self) -> "BundlePlace":
-        if not self.split:
+        if self.concurrent:
+            self._open_planned()
+        elif not self.split:
             self._main = self._open_main(self.head.manifest)
         return self
 
@@ -125,11 +152,8 @@ class BundlePlace(Store):
         data = manifest.to_json()
         w = BundleWriter(self.output, self.epoch, self.compress).__enter__()
         try:
-            w.add_bytes(MANIFEST_NAME, data)
-            if self.head.sign is not None:
-                w.add_bytes(SIGNATURE_NAME, self.head.sign(data) + b"\n")
-            w.add_bytes(f"{LAYOUT_DIR}/oci-layout", LAYOUT_FILE)
-            w.add_bytes(f"{LAYOUT_DIR}/index.json", self.head.index_bytes())
+            for name, b in self._head_members(data, self.head.sign(data) + b"\n" if self.head.sign else None):
+                w.add_bytes(name, b)
         except BaseException as exc:
             w.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -142,6 +166,13 @@ class BundlePlace(Store):
             # A planning bug, not the user's: the head would promise content the tar lacks.
             raise BundleError(f"{self.description}: the copy left out what the bundle manifest lists "
                               f"({len(missing)} blobs, tags {', '.join(sorted(wrong)) or 'none'}); nothing written")
+        if self._tar is not None:
+            for f, data in self.head.files:
+                self._tar.write_stream(f.path, (data,) if isinstance(data, bytes) else data.chunks())
+            tar, self._tar = self._tar, None
+            tar.commit()
+            self.paths = [self.output]
+            return
         if self.split:
             parts = []
             total = len(self._part_paths) + 1
@@ -176,6 +207,9 @@ class BundlePlace(Store):
                 pass
         self._parts.clear()
         self._main = None
+        if self._tar is not None:
+            self._tar.discard()
+            self._tar = None
         for p in self._part_paths:  # a failed split leaves no orphan parts behind
             p.unlink(missing_ok=True)
 
@@ -230,17 +264,34 @@ class BundlePlace(Store):
             raise BundleError(f"{self.description}: blob {digest} ({desc.size} bytes) is not in the planned "
                               "bundle manifest")
         with self._lock:
-            if digest in self._written:
+            if digest in self._claimed:
                 return
-            if self.split and digest not in self.head.blobs:
-                self._held_small[digest] = b"".join(_capped(body(), desc.size))
+            self._claimed.add(digest)
+        held = self.split and digest not in self.head.blobs  # small: kept for the first part
+        tee = None
+        chunks = body()
+        if (not held and self.cache is not None and digest in self.cache_digests
+                and not self.cache.blob_exists(desc)):
+            tee = _Tee(self.cache.blob_path(digest))
+            chunks = tee.through(chunks)
+        try:
+            if self._tar is not None:
+                self._tar.write_stream(_member(digest), chunks)  # its own offset: no lock, in parallel
             else:
-                chunks = body()
-                if self.cache is not None and digest in self.cache_digests and not self.cache.blob_exists(desc):
-                    with _Tee(self.cache.blob_path(digest)) as tee:
-                        self._writer_for(digest).add_stream(_member(digest), desc.size, tee.through(chunks))
-                else:
-                    self._writer_for(digest).add_stream(_member(digest), desc.size, chunks)
+                with self._lock:
+                    if held:
+                        self._held_small[digest] = b"".join(_capped(chunks, desc.size))
+                    else:
+                        self._writer_for(digest).add_stream(_member(digest), desc.size, chunks)
+        except BaseException:
+            if tee is not None:
+                tee.discard()
+            with self._lock:
+                self._claimed.discard(digest)
+            raise
+        if tee is not None:
+            tee.commit()
+        with self._lock:
             self._written.add(digest)
 
     def manifest_exists(self, digest: Digest) -> bool:
@@ -259,11 +310,14 @@ class BundlePlace(Store):
                 raise BundleError(f"{self.description}: tag {tag} -> {digest} is not in the planned oci/index.json")
         with self._lock:
             if digest not in self._written:
-                if self.split and digest not in self.head.blobs:
+                if self._tar is not None:
+                    self._tar.write_bytes(_member(digest), manifest.data)
+                elif self.split and digest not in self.head.blobs:
                     self._held_small[digest] = manifest.data
                 else:
                     self._writer_for(digest).add_bytes(_member(digest), manifest.data)
                 self._written.add(digest)
+                self._claimed.add(digest)
             if tag is not None:
                 self._tagged[tag] = digest
 
@@ -284,7 +338,11 @@ def _capped(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:
 class _Tee:
     """Copies a verified stream into a file as it passes; renamed into place only when the stream
     ended normally (the engine's DigestingReader raises instead of yielding the last chunk of a
-    blob that does not match, so a bad blob never reaches the cache)."""
+    blob that does not match, so a bad blob never reaches the cache).
+
+    Not fsynced: the store is a cache, and forcing a second copy of every byte to disk would double
+    the disk time of a bundle. A blob a crash left torn fails its digest check when next read, is
+    removed, and is pulled again (airgap.bundler._ReadThrough)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -299,20 +357,18 @@ class _Tee:
             yield chunk
         self.done = True
 
-    def __enter__(self) -> "_Tee":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def commit(self) -> None:
+        if not self.done:
+            self.discard()
+            return
         try:
-            if exc_type is None and self.done:
-                self.fh.flush()
-                os.fsync(self.fh.fileno())
-                self.fh.close()
-                os.chmod(self.tmp, 0o644)
-                os.replace(self.tmp, self.path)
-                return
+            self.fh.close()
+            os.chmod(self.tmp, 0o644)
+            os.replace(self.tmp, self.path)
         except OSError:
-            pass  # the cache is an optimisation: failing to fill it does not fail the bundle
+            self.discard()  # the cache is an optimisation: failing to fill it does not fail the bundle
+
+    def discard(self) -> None:
         self.fh.close()
         Path(self.tmp).unlink(missing_ok=True)
 
