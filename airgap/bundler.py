@@ -42,6 +42,9 @@ from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
 
 
+BUNDLE_STREAMS = 4  # blobs written into a plain bundle at once
+
+
 def default_store() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "airgap" / "store"
@@ -440,10 +443,12 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     place = BundlePlace(options.output, head, epoch, compress=options.compress, split=options.split,
                         cache=cache, cache_digests=cache_digests)
     jobs = [CopyJob(r.job.name, r.job.src, r.job.ref, place, r.job.tags, r.job.platforms, r.job.kind) for r in done]
-    # A plain bundle takes blobs in parallel at planned offsets; a zstd stream or split parts one at
-    # a time, largest first: either way the same bytes every run.
+    # A plain bundle takes blobs in parallel at planned offsets (a few streams keep a registry and
+    # the disk busy; each holds some MiB in flight, so not more: peak memory); a zstd stream or
+    # split parts one at a time, largest first. Either way the same bytes every run.
+    streams = min(options.concurrency, BUNDLE_STREAMS) if place.concurrent else 1
     with place:
-        CopyEngine(concurrency=options.concurrency if place.concurrent else 1, progress=progress).copy(
+        CopyEngine(concurrency=streams, progress=progress).copy(
             jobs, [_Resolved(j, r.root, r.images) for j, r in zip(jobs, done)])
     outputs = place.paths
     size = sum(p.stat().st_size for p in outputs)

@@ -168,6 +168,8 @@ class PlannedTar:
                 self._flush.set()
 
     def _stop_flusher(self) -> None:
+        if self._stop:
+            return
         self._stop = True
         self._flush.set()
         self._flusher.join()

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleManifest
+from airgap.bundle.reader import PART_NAME
 from airgap.bundle.writer import RECORD, BundleWriter, PlannedTar
 from airgap.errors import AirgapError, BundleError, InputError
 from airgap.model import Descriptor, Digest
@@ -44,7 +45,6 @@ from airgap.model.manifest import Manifest
 from airgap.places.base import BlobBody, Store
 from airgap.places.layout import LAYOUT_FILE, REF_NAME, LayoutStore
 
-PART_NAME = "airgap-part.json"  # = airgap.bundle.reader.PART_NAME (the reader imports the writer side)
 SMALL_LIMIT = 4 << 20             # manifests and signature blobs held for the first part of a split bundle
 
 
@@ -169,8 +169,8 @@ class BundlePlace(Store):
         if self._tar is not None:
             for f, data in self.head.files:
                 self._tar.write_stream(f.path, (data,) if isinstance(data, bytes) else data.chunks())
-            tar, self._tar = self._tar, None
-            tar.commit()
+            self._tar.commit()
+            self._tar = None
             self.paths = [self.output]
             return
         if self.split:
