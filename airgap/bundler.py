@@ -1,46 +1,49 @@
 """Connected side: IMAGES.md (+ chart + CRDs) -> one offline bundle tarball.
 
-Registry images are first copied into the local content store (an OCI layout, default
-``~/.cache/airgap/store``), which makes an interrupted bundle resumable and is where built images
-land; ``oci:DIR:REF`` sources are packed straight from their layout. The tar is then written in one
-pass, every blob streamed through a digest check.
+One copy-engine run whose destination is the bundle (airgap/places/bundle.py): the images are
+resolved, the bundle's head (signed manifest, OCI index) is planned from that graph, and each blob
+then streams once from its source into the tar, hashed on the way. Registry blobs are written into
+the local content store (an OCI layout, default ``~/.cache/airgap/store``, where built images land)
+from the same stream, and read from there by the next bundle: an interrupted bundle resumes
+without pulling again. ``oci:DIR:REF`` sources are read straight from their layout.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from airgap import limits
-from airgap.bundle.format import (LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage,
-                                  BundleManifest)
-from airgap.bundle.reader import PART_NAME
-from airgap.bundle.writer import BundleWriter
+from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.chartpkg import package_chart
 from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
-from airgap.errors import AirgapError, InputError
+from airgap.delta import Base
+from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
-from airgap.model import Descriptor, Digest, DigestingReader, Platform, Reference
-from airgap.model.manifest import ImageManifest
+from airgap.model import Descriptor, Digest, Platform, Reference
+from airgap.model.manifest import ImageManifest, Manifest
 from airgap.places.base import Store, read_small
-from airgap.places.layout import REF_NAME, LayoutStore
+from airgap.places.bundle import BundleHead, BundlePlace
+from airgap.places.layout import LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, RegistryOptions
+from airgap.registry.client import RegistryClient, RegistryOptions, Transient
 from airgap.sign.blob import sign_blob
 from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
-from airgap.delta import Base
+
+
+BUNDLE_STREAMS = 4  # blobs written into a plain bundle at once
 
 if TYPE_CHECKING:
     from airgap.tools import ToolFile
@@ -230,8 +233,8 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         if options.build is not None:
             options.build()  # after the chart, CRD and preflight checks: a typo fails in seconds, not after builds
         plan: list[tuple[ImageEntry, CopyJob, str]] = []
-        pulls: list[CopyJob] = []
         upstream: dict[str, dict] = {}
+        cached: list[tuple[ImageEntry, CopyJob]] = []
         for entry in images.images:
             place, ref, tag = sources.locate(entry)
             tag = entry.tag or tag
@@ -241,20 +244,73 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
                 upstream[entry.name] = _verify_upstream(entry, place, images)
                 ref = upstream[entry.name]["digest"]
                 progress.note(f"upstream signature of {entry.source} verified with {entry.verify_key}")
-            job = CopyJob(entry.name, place, ref, place, [tag], platforms)
+            src: Store = place
             if isinstance(place, RegistryStore):
-                # Pull into the local store first; the packer then reads the store.
-                cache_ref = str(entry.source)
-                pulls.append(CopyJob(entry.name, place, ref, sources.store, [cache_ref], platforms))
-                job = CopyJob(entry.name, sources.store, cache_ref, sources.store, [tag], None)
+                # Blobs an earlier (perhaps interrupted) bundle left in the local store are read from
+                # there; the rest stream from the registry into the bundle and the store at once.
+                src = _ReadThrough(place, sources.store)
+            job = CopyJob(entry.name, src, ref, src, [f"{entry.name}:{tag}"], platforms)
             plan.append((entry, job, tag))
+            if src is not place:
+                cached.append((entry, job))
         progress.note(f"bundle release {images.release}: {len(plan)} images, {len(files)} files -> {options.output}")
-        if pulls:
-            CopyEngine(concurrency=options.concurrency, progress=progress).copy(pulls)
-        resolved = [resolve(job) for _, job, _ in plan]
+        engine = CopyEngine(concurrency=options.concurrency, progress=progress)
+        resolved = engine._map(resolve, [job for _, job, _ in plan])
+        result = _write(images, options, plan, resolved, files, created, epoch, progress, upstream,
+                        sources.store if cached else None)
+        for entry, job in cached:
+            _cache_manifests(sources.store, next(r for r in resolved if r.job is job), str(entry.source))
     finally:
         sources.close()
-    return _pack(images, options, plan, resolved, files, created, epoch, progress, t0, upstream)
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+class _ReadThrough(Store):
+    """A registry repository read through the local content store: blobs the store holds are read
+    from disk, the rest from the registry (and written into the store by the bundle place, from
+    the same stream that fills the bundle)."""
+
+    def __init__(self, origin: RegistryStore, cache: LayoutStore):
+        self.origin = origin
+        self.cache = cache
+        self.description = origin.description
+
+    @property
+    def place_key(self) -> str:
+        return self.origin.place_key
+
+    def fetch_manifest(self, ref: str) -> Manifest:
+        return self.origin.fetch_manifest(ref)
+
+    @contextmanager
+    def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        if not self.cache.blob_exists(desc):
+            with self.origin.open_blob(desc) as chunks:
+                yield chunks
+            return
+        with self.cache.open_blob(desc) as chunks:
+            try:
+                yield chunks
+            except DigestMismatch:
+                # Torn by a crash (the store is not fsynced) or damaged: drop it, and the engine's
+                # retry reads the registry.
+                self.cache.blob_path(desc.digest).unlink(missing_ok=True)
+                raise Transient(f"{self.cache.description}: blob {desc.digest} is damaged; pulling it again") from None
+
+    def blob_exists(self, desc: Descriptor) -> bool:
+        return self.cache.blob_exists(desc) or self.origin.blob_exists(desc)
+
+
+def _cache_manifests(store: LayoutStore, r: _Resolved, tag: str) -> None:
+    """Tag a pulled image in the local store, once the store holds every blob it references (a
+    delta leaves base blobs out of both)."""
+    if not all(store.blob_exists(b) for b in r.blobs()):
+        return
+    for m in r.images:
+        if m is not r.root:
+            store.put_manifest(m)
+    store.put_manifest(r.root, tag)
 
 
 def _platforms(options: BundleOptions, entry: ImageEntry, images: ImagesFile) -> list[Platform] | None:
@@ -323,24 +379,28 @@ def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
             "verified": True}
 
 
-def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntry, CopyJob, str]],
-          resolved: list[_Resolved], files: list[tuple[BundleFile, bytes | ToolFile]], created: str, epoch: int,
-          progress: Progress, t0: float, upstream: dict[str, dict]) -> BundleResult:
-    blobs: dict[Digest, tuple[Descriptor, Store]] = {}
-    manifests: dict[Digest, bytes] = {}
-    small: dict[Digest, bytes] = {}  # signature payloads and configs
-    bundle_images: list[BundleImage] = []
-    index_entries: list[dict] = []
+def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntry, CopyJob, str]],
+           resolved: list[_Resolved], files: list[tuple[BundleFile, Any]], created: str, epoch: int,
+           progress: Progress, upstream: dict[str, dict], cache: LayoutStore | None) -> BundleResult:
+    """Plan the head from the resolved graph, then one copy-engine run into the bundle place."""
+    from airgap.places.memory import MemoryStore
     from airgap.sign.store import SignatureStore
+
+    blobs: dict[Digest, int] = {}
+    small: dict[Digest, int] = {}    # manifests, signature manifests and their blobs
+    tags: dict[str, Descriptor] = {}
+    bundle_images: list[BundleImage] = []
+    jobs: list[CopyJob] = []
+    done: list[_Resolved] = []
     # Kept by digest and key next to the content store: the same image gets the same .sig bytes in
     # every bundle, so immutable targets see a known tag, not a re-push (airgap/sign/store.py).
     kept = SignatureStore(options.store.parent / "signatures")
     for (entry, job, tag), r in zip(plan, resolved):
-        manifests[r.root.digest] = r.root.data
+        small[r.root.digest] = len(r.root.data)
         for m in r.images:
-            manifests[m.digest] = m.data
+            small[m.digest] = len(m.data)
         for b in r.blobs():
-            blobs.setdefault(b.digest, (b, job.src))
+            blobs.setdefault(b.digest, b.size)
         identity = signed_identity(entry)
         signatures: list[dict] = []
         if options.key is not None:
@@ -348,140 +408,58 @@ def _pack(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntr
             signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
             for digest in signed:
                 art: SignatureArtifact = kept.sign(options.key, identity, digest)
-                manifests[art.manifest.digest] = art.manifest.data
-                small.update(art.blobs)
+                sig_store = MemoryStore(f"signature of {entry.name}", art.blobs)
+                sig_store.add_manifest(art.manifest, art.tag)
+                ref_name = f"{entry.name}:{art.tag}"
+                sig_job = CopyJob(f"{entry.name} signature", sig_store, art.tag, sig_store, [ref_name],
+                                  kind="signature")
+                done.append(resolve(sig_job))
+                small[art.manifest.digest] = len(art.manifest.data)
+                small.update((d, len(data)) for d, data in art.blobs.items())
+                tags[ref_name] = art.manifest.descriptor
                 signatures.append({"signed": str(digest), "digest": str(art.manifest.digest),
                                    "size": len(art.manifest.data)})
-                sig_desc = art.manifest.descriptor.to_json()
-                sig_desc["annotations"] = {REF_NAME: f"{entry.name}:{art.tag}"}
-                index_entries.append(sig_desc)
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
             identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
-        root_desc = r.root.descriptor.to_json()
-        root_desc["annotations"] = {REF_NAME: f"{entry.name}:{tag}"}
-        index_entries.append(root_desc)
-    for d in list(small):
-        if d in blobs or d in manifests:
-            small.pop(d)
-    referenced = sorted({str(d) for d in [*blobs, *manifests, *small]})
+        tags[f"{entry.name}:{tag}"] = r.root.descriptor
+        done.append(r)
+    referenced = sorted({str(d) for d in [*blobs, *small]})
+    held: frozenset[str] = frozenset()
     if options.base is not None:
         # Manifests and signatures always travel: they are small and the load needs them to push tags.
-        left_out = [d for d in blobs if str(d) in options.base.blobs]
-        for d in left_out:
-            blobs.pop(d)
+        held = frozenset(str(d) for d in blobs if str(d) in options.base.blobs and d not in small)
         progress.note(f"delta against {options.base.kind} {options.base.source} (release {options.base.release}): "
-                      f"{len(left_out)} blobs left out, {len(blobs)} shipped")
+                      f"{len(held)} blobs left out, {len(blobs) - len(held)} shipped")
     for d in list(blobs):
-        manifests.pop(d, None)  # a manifest that is also someone's blob is stored once
-    blob_bytes = sum(b.size for b, _ in blobs.values())
-    def make_manifest(parts: list[dict]) -> tuple[BundleManifest, bytes]:
-        m = BundleManifest(release=images.release, created=created, images=bundle_images,
-                           files=[f for f, _ in files], blob_count=len(blobs) + len(manifests) + len(small),
-                           blob_bytes=blob_bytes + sum(len(m) for m in manifests.values())
-                           + sum(len(b) for b in small.values()),
-                           signer=options.key.public.fingerprint if options.key else "",
-                           referenced=referenced, base=options.base.to_json() if options.base else None,
-                           parts=parts)
-        return m, m.to_json()
-
-    layout_index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                               "manifests": index_entries}, indent=2).encode()
-    small_members = [(f"{LAYOUT_DIR}/blobs/{d.algorithm}/{d.hex}", data)
-                     for d, data in list(manifests.items()) + list(small.items())]
-    blob_members = [(f"{LAYOUT_DIR}/blobs/{d.algorithm}/{d.hex}", desc, src) for d, (desc, src) in blobs.items()]
-
-    def write_blob(w: BundleWriter, name: str, desc: Descriptor, src: Store) -> None:
-        with src.open_blob(desc) as chunks:
-            body = DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}")
-            w.add_stream(name, desc.size, _counted(body, progress))
-
-    progress.phase("packing", blob_bytes)
-    parts: list[dict] = []
-    outputs = [options.output]
-    try:
-        if options.split:
-            if options.compress:
-                raise InputError("--split and --compress cannot be combined (parts are plain tars, read in place)")
-            groups = _plan_parts(blob_members, options.split)
-            total = len(groups) + 1
-            outputs = [_part_path(options.output, 1, total)]
-            for i, group in enumerate(groups, start=2):
-                path = _part_path(options.output, i, total)
-                with BundleWriter(path, epoch) as w:
-                    w.add_bytes(PART_NAME, json.dumps({"index": i, "parts": total, "release": images.release,
-                                                       "created": created}).encode())
-                    for name, desc, src in group:
-                        write_blob(w, name, desc, src)
-                parts.append({"name": path.name, "index": i, "sha256": w.sha256.hexdigest(), "size": w.written})
-                outputs.append(path)
-            blob_members = []
-        manifest, manifest_bytes = make_manifest(parts)
-        _write_main(outputs[0], epoch, options, manifest_bytes, layout_index, small_members, blob_members, files,
-                    write_blob)
-    except BaseException:
-        for p in outputs[1:]:  # a failed split leaves no orphan parts behind
-            p.unlink(missing_ok=True)
-        raise
+        if str(d) in held:
+            blobs.pop(d)
+        small.pop(d, None)  # a manifest that is also someone's blob is stored once
+    manifest = BundleManifest(release=images.release, created=created, images=bundle_images,
+                              files=[f for f, _ in files], blob_count=len(blobs) + len(small),
+                              blob_bytes=sum(blobs.values()) + sum(small.values()),
+                              signer=options.key.public.fingerprint if options.key else "",
+                              referenced=referenced, base=options.base.to_json() if options.base else None)
+    key = options.key
+    head = BundleHead(manifest, tags, blobs, small, files, sign=(lambda data: sign_blob(key, data)) if key else None,
+                      held=held)
+    cache_digests = frozenset(b.digest for r in done if isinstance(r.job.src, _ReadThrough) for b in r.blobs())
+    place = BundlePlace(options.output, head, epoch, compress=options.compress, split=options.split,
+                        cache=cache, cache_digests=cache_digests)
+    jobs = [CopyJob(r.job.name, r.job.src, r.job.ref, place, r.job.tags, r.job.platforms, r.job.kind) for r in done]
+    # A plain bundle takes blobs in parallel at planned offsets (a few streams keep a registry and
+    # the disk busy; each holds some MiB in flight, so not more: peak memory); a zstd stream or
+    # split parts one at a time, largest first. Either way the same bytes every run.
+    streams = min(options.concurrency, BUNDLE_STREAMS) if place.concurrent else 1
+    with place:
+        CopyEngine(concurrency=streams, progress=progress).copy(
+            jobs, [_Resolved(j, r.root, r.images) for j, r in zip(jobs, done)])
+    outputs = place.paths
     size = sum(p.stat().st_size for p in outputs)
     progress.note(f"wrote {', '.join(map(str, outputs))} ({size} bytes, {manifest.blob_count} blobs)")
-    return BundleResult(outputs[0], manifest, size, time.monotonic() - t0, outputs)
-
-
-def _write_main(path: Path, epoch: int, options: BundleOptions, manifest_bytes: bytes, layout_index: bytes,
-                small_members: list[tuple[str, bytes]], blob_members: list[tuple[str, Descriptor, Store]],
-                files: list[tuple[BundleFile, bytes | ToolFile]], write_blob) -> None:
-    with BundleWriter(path, epoch, options.compress) as w:
-        w.add_bytes(MANIFEST_NAME, manifest_bytes)
-        if options.key is not None:
-            w.add_bytes(SIGNATURE_NAME, sign_blob(options.key, manifest_bytes) + b"\n")
-        w.add_bytes(f"{LAYOUT_DIR}/oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        w.add_bytes(f"{LAYOUT_DIR}/index.json", layout_index)
-        for name, data in small_members:
-            w.add_bytes(name, data)
-        for name, desc, src in blob_members:
-            write_blob(w, name, desc, src)
-        for f, body in files:
-            if isinstance(body, bytes):
-                w.add_bytes(f.path, body)
-            else:  # a tools/ file (airgap.tools.ToolFile)
-                w.add_stream(f.path, f.size, body.chunks())
-
-
-def _part_path(output: Path, index: int, total: int) -> Path:
-    stem = output.name[:-4] if output.name.endswith(".tar") else output.name
-    return output.with_name(f"{stem}.part{index:02d}-of-{total:02d}.tar")
-
-
-def _plan_parts(members: list[tuple[str, Descriptor, Store]], limit: int) -> list[list[tuple[str, Descriptor, Store]]]:
-    """Greedy packing in order, cut at blob boundaries; each part stays within ``limit`` bytes."""
-    from airgap.bundle.writer import RECORD
-
-    overhead = BundleWriter.member_cost(PART_NAME, 200) + 2 * RECORD
-    groups: list[list[tuple[str, Descriptor, Store]]] = []
-    current: list[tuple[str, Descriptor, Store]] = []
-    used = overhead
-    for name, desc, src in members:
-        cost = BundleWriter.member_cost(name, desc.size)
-        if cost + overhead > limit:
-            raise InputError(f"blob {desc.digest} is {desc.size} bytes: larger than a --split part "
-                             f"({limit} bytes); choose a larger part size")
-        if current and used + cost > limit:
-            groups.append(current)
-            current, used = [], overhead
-        current.append((name, desc, src))
-        used += cost
-    if current:
-        groups.append(current)
-    return groups
-
-
-def _counted(chunks, progress: Progress):
-    for chunk in chunks:
-        progress.advance(len(chunk))
-        yield chunk
+    return BundleResult(outputs[0], manifest, size, 0.0, outputs)
 
 
 __all__ = ["BundleOptions", "BundleResult", "create_bundle", "default_store", "signed_identity"]

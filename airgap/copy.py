@@ -239,8 +239,13 @@ def _size_checked(chunks: Iterable[bytes], desc: Descriptor, src: Store) -> Iter
 
 class CopyEngine:
     def __init__(self, *, concurrency: int = limits.COPY_CONCURRENCY, progress: Progress | None = None,
-                 verify_first: bool = False, dry_run: bool = False, retries: int = limits.COPY_RETRIES):
+                 verify_first: bool = False, dry_run: bool = False, retries: int = limits.COPY_RETRIES,
+                 verified: Iterable[Digest] = ()):
+        """``verified``: blobs the caller has already read and digest-checked at the source (a load
+        into Harbor or ECR checks the whole bundle before creating projects): the verify-first pass
+        skips them instead of hashing every byte a second time."""
         self.concurrency = max(1, concurrency)
+        self.verified = frozenset(verified)
         self.progress = progress or Progress()
         self.verify_first = verify_first
         self.dry_run = dry_run
@@ -255,10 +260,13 @@ class CopyEngine:
             return list(pool.map(fn, items))
 
     # -- the whole copy -------------------------------------------------------------------------
-    def copy(self, jobs: list[CopyJob]) -> CopyReport:
+    def copy(self, jobs: list[CopyJob], resolved: list[_Resolved] | None = None) -> CopyReport:
+        """``resolved``: the jobs already resolved (a destination planned from that graph, the
+        bundle, must get exactly it: a tag that moved upstream in between would not match)."""
         t0 = time.monotonic()
         report = CopyReport(dry_run=self.dry_run)
-        resolved = self._map(resolve, jobs)
+        if resolved is None:
+            resolved = self._map(resolve, jobs)
 
         present = self._map(self._already_there, resolved)
         todo = [r for r, p in zip(resolved, present) if not p]
@@ -294,7 +302,7 @@ class CopyEngine:
         if self.verify_first and uploads:
             uploads, mounts = self._sources_complete(uploads, mounts, sources, todo)
         if self.verify_first and uploads:
-            unique = {b.digest: b for _, b in uploads}
+            unique = {b.digest: b for _, b in uploads if b.digest not in self.verified}
             self.progress.phase("verifying", sum(b.size for b in unique.values()))
             self._map(lambda b: self._verify_blob(sources[b.digest], b),
                       sorted(unique.values(), key=lambda b: b.size, reverse=True))

@@ -99,7 +99,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     else:
         progress.note("WARNING: --insecure-skip-verify: signatures and the release record are NOT checked; "
                       "digests still are")
-    reader.check_complete()
+    needed = reader.check_complete()
     reader.verify_files()
     m = reader.manifest
     progress.note(f"bundle {bundle.name}: release {m.release}, {len(m.images)} images, "
@@ -110,6 +110,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
     target, client = opened.target, opened.client
     progress.note(f"target {opened.target}: {opened.title} ({opened.kind}: {opened.detection.reason})")
     created: list[str] = []
+    verified: set = set()  # blobs already digest-checked here: the engine does not hash them again
     chart_ref, chart_version = None, ""
     try:
         # Everything that can fail without the registry fails here, before the first push: values keys,
@@ -137,6 +138,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Creating Harbor projects or ECR repositories changes the target: every blob of the
             # bundle is checked first, so a damaged bundle leaves the target untouched.
             verify_blobs(reader, progress)
+            verified = set(needed)
             repos = [j.dst.repository for j in jobs]
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
@@ -146,7 +148,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         if not options.dry_run and jobs:
             check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
-                            dry_run=options.dry_run)
+                            dry_run=options.dry_run, verified=verified)
         try:
             report = engine.copy(jobs)
         except MissingBlobs as exc:

@@ -4,11 +4,14 @@ Not a test. Run from the repository root:
 
     .venv/bin/python bench/bench.py [--size-gb 1.2] [--big-layer-gb 2] [--workdir DIR] [--keep]
 
-It generates a synthetic corpus (6 images sharing one base layer, incompressible data), bundles it
-with `airgap bundle`, then loads it with `airgap load` into one fresh registry and pushes the same
-images with `skopeo copy --preserve-digests` into another, and compares wall time and peak RSS
-(from os.wait4's rusage of the child). A no-op reload and a single-big-layer case follow.
-Prints a table and writes bench/results.json.
+It generates a synthetic corpus (6 images sharing one base layer, incompressible data) and serves
+it from a Distribution registry. Each of ``--runs`` rounds times, against skopeo in the same run:
+``airgap bundle`` from that registry (cold local store, signed) vs ``skopeo copy`` of every image
+into one OCI layout plus ``tar``; ``airgap load`` (verifying) into an empty registry vs ``skopeo
+copy`` from the OCI layout into another; then a no-op reload. 200 small images follow (``airgap
+load`` vs one ``skopeo sync`` registry to registry), a delta bundle, and a single 2 GB layer. The
+best run of each step counts; peak RSS comes from os.wait4's rusage of the child. Prints a table
+of ratios against the issue-14 targets and writes bench/results.json.
 
 bench.py itself stays small in memory: children write to files, layers are generated in 1 MiB
 chunks, and nothing reads a blob or the bundle whole.
@@ -268,6 +271,8 @@ class Results:
     reload: dict = field(default_factory=dict)
     big: dict = field(default_factory=dict)
     delta: dict = field(default_factory=dict)
+    small: dict = field(default_factory=dict)
+    ratios: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -289,7 +294,9 @@ def run_summary(run: Run | None, nbytes: int | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-gb", type=float, default=1.2, help="unique corpus bytes (GB, 1e9)")
+    ap.add_argument("--size-gb", type=float, default=1.3, help="unique corpus bytes (GB, 1e9)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs of each step; the best counts")
+    ap.add_argument("--small-images", type=int, default=200, help="many-small-images case; 0 skips it")
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--base-fraction", type=float, default=0.25, help="share of the corpus in the shared base layer")
     ap.add_argument("--big-layer-gb", type=float, default=2.0, help="single-layer image size; 0 skips that case")
@@ -333,12 +340,39 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bench.errors else 0
 
 
+def _fresh_registry(work: Path, name: str, registries: list[RegistryProcess]):
+    """A new, empty registry (storage and all): every timed run starts from nothing, no mounts."""
+    path = work / name
+    shutil.rmtree(path, ignore_errors=True)
+    rp = start_registry(path)
+    registries.append(rp)
+    return rp
+
+
+def _stop(rp: RegistryProcess, registries: list[RegistryProcess]) -> None:
+    rp.stop()
+    registries.remove(rp)
+    shutil.rmtree(rp.workdir, ignore_errors=True)
+
+
+def _best(runs: list[Run | None]) -> Run | None:
+    ok = [r for r in runs if r is not None and r.ok]
+    return min(ok, key=lambda r: r.wall_s) if ok else None
+
+
+def _timed_sum(name: str, runs: list[Run]) -> Run:
+    """Several child processes run one after another, as one step (skopeo per image, then tar)."""
+    first = runs[0]
+    return Run(name, first.argv, sum(r.wall_s for r in runs), max(r.maxrss_kib for r in runs),
+               max(r.returncode for r in runs), first.stdout_path, first.stderr_path)
+
+
 def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) -> None:
     work = bench.workdir
     total = int(args.size_gb * GB)
     base = int(total * args.base_fraction)
 
-    # -- corpus ------------------------------------------------------------------------------
+    # -- corpus, served by a source registry -------------------------------------------------
     layout = work / "layout"
     print(f"generating corpus: {total / GB:.2f} GB, {args.images} images, base layer {base / GB:.2f} GB ...",
           flush=True)
@@ -356,89 +390,166 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
         "base_layer_bytes": base,
         "generate_s": round(gen_s, 2),
         "generate_mb_per_s": round(rate(unique, gen_s), 1),
+        "runs": args.runs,
     }
-    images_file = work / "IMAGES.md"
-    write_images_file(images_file, layout, refs)
-
-    # -- bundle ------------------------------------------------------------------------------
-    bundle = work / "bundle.tar"
-    print("airgap bundle ...", flush=True)
-    run = bench.airgap("bundle", *bundle_args(work, images_file, bundle))
-    res.bundle = run_summary(run, unique)
-    if run is not None and bundle.is_file():
-        res.bundle["bundle_bytes"] = bundle.stat().st_size
-
-    # -- registries --------------------------------------------------------------------------
-    reg_a = start_registry(work / "registry-a")
-    registries.append(reg_a)
-    reg_b = start_registry(work / "registry-b")
-    registries.append(reg_b)
-    a, b = reg_a.registry, reg_b.registry
-
-    # -- airgap load -------------------------------------------------------------------------
-    load_argv = load_args(work, bundle, f"{a.host}/bench")
-    if res.bundle.get("ok"):
-        print("airgap load ...", flush=True)
-        run = bench.airgap("load", *load_argv)
-        res.load = run_summary(run, unique)
-        if run is not None:
-            res.load["report"] = run.stdout_json()
-    else:
-        res.load = {"ok": False, "skipped": "bundle failed"}
-
-    # -- skopeo ------------------------------------------------------------------------------
-    print("skopeo copy ...", flush=True)
-    total_s, peak = 0.0, 0
-    per_image = {}
+    src = _fresh_registry(work, "registry-src", registries).registry
+    print("pushing the corpus into the source registry (untimed) ...", flush=True)
     for ref in refs:
-        r = bench.skopeo(f"skopeo-{ref}", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
-                         f"oci:{layout}:{ref}", f"docker://{b.host}/bench/{ref}:0.1.0")
-        total_s += r.wall_s
-        peak = max(peak, r.maxrss_kib)
-        per_image[ref] = round(r.wall_s, 3)
-    res.skopeo = {
-        "ok": True,
-        "wall_s": round(total_s, 3),
-        "peak_rss_mb": round(peak * 1024 / 1e6, 1),
-        "mb_per_s": round(rate(unique, total_s), 1),
-        "per_image_s": per_image,
-    }
+        bench.skopeo(f"seed-{ref}", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                     f"oci:{layout}:{ref}", f"docker://{src.host}/corpus/{ref}:0.1.0")
+    images_file = work / "IMAGES.md"
+    lines = ["```yaml airgap", "release: 0.1.0", "images:"]
+    for ref in refs:
+        lines += [f"  - name: {ref}", f"    source: {src.host}/corpus/{ref}:0.1.0"]
+    images_file.write_text("\n".join(lines + ["```", ""]))
 
-    # -- correctness cross-check -------------------------------------------------------------
-    committed_a, committed_b = a.committed_blobs(), b.committed_blobs()
-    res.compare = {
-        "skopeo_committed_all_layout_blobs": blobs <= committed_b,
-        "airgap_committed_all_layout_blobs": blobs <= committed_a,
-        "airgap_missing_blobs": len(blobs - committed_a),
-        "airgap_extra_blobs": len(committed_a - blobs),
-        "airgap_repos": sorted(a.catalog()),
-    }
-    # Tag-agnostic: each image's manifest, by the digest the layout gives it, is in its repository.
-    wanted = layout_ref_digests(layout)
-    res.compare["airgap_manifests_by_digest"] = all(
-        a.manifest_digest(f"bench/{ref}", wanted[ref]) == wanted[ref] for ref in refs
-    )
-    res.compare["skopeo_manifests_by_digest"] = all(
-        b.manifest_digest(f"bench/{ref}", wanted[ref]) == wanted[ref] for ref in refs
-    )
-    if res.load.get("ok"):
-        res.compare["ratio_airgap_over_skopeo"] = round(res.load["wall_s"] / total_s, 3)
-
-    # -- no-op reload ------------------------------------------------------------------------
-    if res.load.get("ok"):
-        print("airgap load (again, nothing to do) ...", flush=True)
-        run = bench.airgap("reload", *load_argv)
-        res.reload = run_summary(run)
+    bundle = work / "bundle.tar"
+    bundles, baselines, loads, copies, reloads = [], [], [], [], []
+    load_argv: list[str] = []
+    for i in range(1, args.runs + 1):
+        # -- bundle: pull + pack + sign, from the registry, with a cold local store ---------
+        print(f"[run {i}/{args.runs}] airgap bundle (from the registry) ...", flush=True)
+        shutil.rmtree(work / "store", ignore_errors=True)
+        bundle.unlink(missing_ok=True)
+        bundles.append(bench.airgap(f"bundle-{i}", *bundle_args(work, images_file, bundle),
+                                    "--insecure-registry"))
+        # -- the same with skopeo: copy into one OCI layout, then tar it --------------------
+        print(f"[run {i}/{args.runs}] skopeo copy into an OCI layout + tar ...", flush=True)
+        sk_layout, sk_tar = work / "skopeo-layout", work / "skopeo.tar"
+        shutil.rmtree(sk_layout, ignore_errors=True)
+        sk_tar.unlink(missing_ok=True)
+        steps = [bench.skopeo(f"skopeo-pull-{i}-{ref}", "copy", "--quiet", "--preserve-digests",
+                              "--src-tls-verify=false", f"docker://{src.host}/corpus/{ref}:0.1.0",
+                              f"oci:{sk_layout}:{ref}") for ref in refs]
+        steps.append(bench.run(f"tar-{i}", ["tar", "-cf", str(sk_tar), "-C", str(sk_layout), "."]))
+        baselines.append(_timed_sum(f"skopeo-bundle-{i}", steps))
+        shutil.rmtree(sk_layout, ignore_errors=True)
+        sk_tar.unlink(missing_ok=True)
+        if bundles[-1] is None:
+            break
+        # -- load (verification included) into an empty registry ----------------------------
+        print(f"[run {i}/{args.runs}] airgap load, then a no-op reload ...", flush=True)
+        rp = _fresh_registry(work, "registry-load", registries)
+        load_argv = load_args(work, bundle, f"{rp.registry.host}/bench")
+        run = bench.airgap(f"load-{i}", *load_argv)
+        loads.append(run)
         if run is not None:
-            res.reload["report"] = run.stdout_json()
-        res.compare["blobs_unchanged_after_reload"] = a.committed_blobs() == committed_a
+            if i == args.runs:
+                res.load = run_summary(run, unique)
+                res.load["report"] = run.stdout_json()
+                committed = rp.registry.committed_blobs()
+                wanted = layout_ref_digests(layout)
+                repos = sorted(rp.registry.catalog())
+                # upstream naming: bench/<source host>/corpus/<ref>
+                repo_of = {ref: next((r for r in repos if r.endswith(f"/corpus/{ref}")), "") for ref in refs}
+                res.compare = {
+                    "airgap_committed_all_layout_blobs": blobs <= committed,
+                    "airgap_missing_blobs": len(blobs - committed),
+                    "airgap_extra_blobs": len(committed - blobs),
+                    "airgap_manifests_by_digest": all(
+                        rp.registry.manifest_digest(repo_of[ref], wanted[ref]) == wanted[ref] for ref in refs),
+                    "airgap_repos": repos,
+                }
+            reload = bench.airgap(f"reload-{i}", *load_argv)
+            reloads.append(reload)
+            if i == args.runs and reload is not None:
+                res.reload = run_summary(reload)
+                res.compare["blobs_unchanged_after_reload"] = rp.registry.committed_blobs() == committed
+        _stop(rp, registries)
+        # -- skopeo copy from the OCI layout into an empty registry -------------------------
+        print(f"[run {i}/{args.runs}] skopeo copy from the OCI layout ...", flush=True)
+        rp = _fresh_registry(work, "registry-skopeo", registries)
+        copies.append(_timed_sum(f"skopeo-load-{i}", [
+            bench.skopeo(f"skopeo-{i}-{ref}", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                         f"oci:{layout}:{ref}", f"docker://{rp.registry.host}/bench/{ref}:0.1.0") for ref in refs]))
+        _stop(rp, registries)
+
+    best = {"bundle": _best(bundles), "skopeo_bundle": _best(baselines), "load": _best(loads),
+            "skopeo_load": _best(copies), "reload": _best(reloads)}
+    res.bundle = run_summary(best["bundle"], unique)
+    res.bundle["runs_s"] = [round(r.wall_s, 2) if r else None for r in bundles]
+    if bundle.is_file():
+        res.bundle["bundle_bytes"] = bundle.stat().st_size
+    res.skopeo = {"bundle": run_summary(best["skopeo_bundle"], unique), "load": run_summary(best["skopeo_load"], unique)}
+    res.skopeo["bundle"]["runs_s"] = [round(r.wall_s, 2) for r in baselines]
+    res.skopeo["load"]["runs_s"] = [round(r.wall_s, 2) for r in copies]
+    res.load.update(run_summary(best["load"], unique))
+    res.load["runs_s"] = [round(r.wall_s, 2) if r else None for r in loads]
+    if best["reload"] is not None:
+        res.reload.update(run_summary(best["reload"]))
+    res.ratios["bundle"] = _ratio(best["bundle"], best["skopeo_bundle"])
+    res.ratios["load"] = _ratio(best["load"], best["skopeo_load"])
+    _stop(next(r for r in registries if r.registry is src), registries)
+
+    # -- 200 small images: load vs skopeo sync, registry to registry ------------------------
+    if args.small_images > 0:
+        _small_images(args, bench, res, registries)
 
     # -- patch release: a delta bundle ---------------------------------------------------------
-    _delta(bench, res, a)
+    reg = _fresh_registry(work, "registry-delta", registries)
+    _delta(bench, res, reg.registry)
+    _stop(reg, registries)
 
     # -- one big layer -----------------------------------------------------------------------
     if args.big_layer_gb > 0:
-        _big_layer(args, bench, res, a, b, layout)
+        a = _fresh_registry(work, "registry-big-a", registries)
+        b = _fresh_registry(work, "registry-big-b", registries)
+        _big_layer(args, bench, res, a.registry, b.registry, layout)
+
+
+def _ratio(ours: Run | None, theirs: Run | None) -> float | None:
+    if ours is None or theirs is None or not theirs.wall_s:
+        return None
+    return round(ours.wall_s / theirs.wall_s, 3)
+
+
+def _small_images(args, bench: Bench, res: Results, registries: list[RegistryProcess]) -> None:
+    """Many small images (a config and one 64 KiB layer each, one shared 1 MiB base): per-image
+    overhead, not bandwidth. airgap loads them from a bundle; skopeo sync (one process) copies them
+    from one registry to another."""
+    work = bench.workdir / "small"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    layout = work / "layout"
+    n = args.small_images
+    print(f"small images: generating {n} ...", flush=True)
+    shared = LayerSpec(1 * MiB, seed=7000)
+    refs = [f"s{k:03d}" for k in range(n)]
+    for k, ref in enumerate(refs):
+        add_image(layout, ref, layers=[shared, LayerSpec(64 << 10, seed=7001 + k)], seed=7001 + k)
+    images_file = work / "IMAGES.md"
+    write_images_file(images_file, layout, refs)
+    bundle = work / "small.tar"
+    if bench.airgap("small-bundle", *bundle_args(work, images_file, bundle)) is None:
+        res.small = {"ok": False, "failed": "bundle"}
+        return
+    src = _fresh_registry(work, "registry-src", registries)
+    print("small images: seeding the source registry for skopeo sync (untimed) ...", flush=True)
+    sync_yaml = work / "sync.yaml"
+    sync_yaml.write_text(f"{src.registry.host}:\n  tls-verify: false\n  images:\n"
+                         + "".join(f"    small/{ref}: ['0.1.0']\n" for ref in refs))
+    # Seeded by airgap itself (untimed): one process instead of 200 skopeo runs.
+    if bench.airgap("small-seed", *load_args(work, bundle, f"{src.registry.host}/small")) is None:
+        res.small = {"ok": False, "failed": "seeding the source registry"}
+        return
+    loads, syncs = [], []
+    for i in range(1, args.runs + 1):
+        print(f"[run {i}/{args.runs}] small images: airgap load, skopeo sync ...", flush=True)
+        rp = _fresh_registry(work, "registry-load", registries)
+        loads.append(bench.airgap(f"small-load-{i}", *load_args(work, bundle, f"{rp.registry.host}/small")))
+        _stop(rp, registries)
+        rp = _fresh_registry(work, "registry-sync", registries)
+        syncs.append(bench.skopeo(f"small-sync-{i}", "sync", "--src", "yaml", "--dest", "docker",
+                                  "--preserve-digests", "--dest-tls-verify=false", str(sync_yaml),
+                                  f"{rp.registry.host}/synced"))
+        _stop(rp, registries)
+    _stop(src, registries)
+    best_load, best_sync = _best(loads), _best(syncs)
+    res.small = {"ok": best_load is not None, "images": n, "load": run_summary(best_load),
+                 "skopeo_sync": run_summary(best_sync),
+                 "load_runs_s": [round(r.wall_s, 2) if r else None for r in loads],
+                 "sync_runs_s": [round(r.wall_s, 2) for r in syncs]}
+    res.ratios["small_load"] = _ratio(best_load, best_sync)
 
 
 def _reachable_blobs(layout: Path, ref: str) -> set[str]:
@@ -542,49 +653,64 @@ def _fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+TARGETS = {"bundle": 0.6, "load": 0.40, "small_load": 0.35}  # issue 14: wall time over skopeo's
+RELOAD_TARGET_S = 0.3
+RSS_TARGET_MB = 100.0
+
+
+def _row(name: str, ours, theirs, ratio, target, ok) -> str:
+    verdict = "-" if ok is None else ("yes" if ok else "NO")
+    return f"{name:<44} {_fmt(ours, '.2f'):>9} {_fmt(theirs, '.2f'):>9} {_fmt(ratio, '.3f'):>7} {target:>8} {verdict:>4}"
+
+
 def print_table(res: Results) -> None:
     c = res.corpus
     print()
     if c:
         print(f"corpus: {c['images']} images, {c['unique_bytes'] / GB:.3f} GB unique in {c['blobs']} blobs, "
-              f"base layer {c['base_layer_bytes'] / GB:.3f} GB, generated at {c['generate_mb_per_s']} MB/s")
-    rows: list[tuple[str, dict]] = [
-        ("airgap bundle", res.bundle),
-        ("airgap load", res.load),
-        ("skopeo copy (all images)", res.skopeo),
-        ("airgap load, no-op reload", res.reload),
-    ]
+              f"base layer {c['base_layer_bytes'] / GB:.3f} GB; best of {c.get('runs', 1)} runs")
+    sk = res.skopeo or {}
+    print(f"{'measure':<44} {'airgap s':>9} {'skopeo s':>9} {'ratio':>7} {'target':>8} {'ok':>4}")
+    print("-" * 86)
+    for key, name, ours, theirs in (
+            ("bundle", "bundle: pull+pack+sign vs copy to layout+tar", res.bundle, sk.get("bundle", {})),
+            ("load", "load, verified vs skopeo copy from layout", res.load, sk.get("load", {})),
+            ("small_load", f"{res.small.get('images', 0)} small images: load vs skopeo sync",
+             res.small.get("load", {}), res.small.get("skopeo_sync", {}))):
+        ratio = res.ratios.get(key)
+        print(_row(name, ours.get("wall_s"), theirs.get("wall_s"), ratio, f"<= {TARGETS[key]:.2f}",
+                   None if ratio is None else ratio <= TARGETS[key]))
+    reload_s = res.reload.get("wall_s")
+    print(_row("no-op reload (s)", reload_s, None, None, f"<= {RELOAD_TARGET_S} s",
+               None if reload_s is None else reload_s <= RELOAD_TARGET_S))
+    rss = {"bundle": res.bundle, "load": res.load, "reload": res.reload, "small load": res.small.get("load", {}),
+           "big-layer bundle": res.big.get("bundle", {}), "big-layer load": res.big.get("load", {})}
+    for name, d in rss.items():
+        mb = d.get("peak_rss_mb") if d else None
+        if mb is not None:
+            print(_row(f"peak RSS MB, {name}", mb, None, None, f"<= {RSS_TARGET_MB:.0f}", mb <= RSS_TARGET_MB))
     if res.big:
-        rows += [
-            (f"big layer {res.big['layer_bytes'] / GB:.2f} GB: bundle", res.big.get("bundle", {})),
-            ("big layer: airgap load", res.big.get("load", {})),
-            ("big layer: skopeo copy", res.big.get("skopeo", {})),
-        ]
-    print(f"{'step':<34} {'ok':>4} {'wall s':>9} {'MB/s':>8} {'peak RSS MB':>12}")
-    print("-" * 71)
-    for name, d in rows:
-        if not d:
-            continue
-        ok = "yes" if d.get("ok") else "NO"
-        print(f"{name:<34} {ok:>4} {_fmt(d.get('wall_s'), '.2f'):>9} {_fmt(d.get('mb_per_s')):>8} "
-              f"{_fmt(d.get('peak_rss_mb')):>12}")
+        big_s = res.big.get("skopeo", {}).get("wall_s")
+        for step in ("bundle", "load"):
+            d = res.big.get(step, {})
+            print(_row(f"big layer {res.big['layer_bytes'] / GB:.1f} GB: {step} (MB/s {_fmt(d.get('mb_per_s'))})",
+                       d.get("wall_s"), big_s if step == "load" else None,
+                       round(d["wall_s"] / big_s, 3) if step == "load" and d.get("wall_s") and big_s else None,
+                       "", None))
+    runs = {"bundle": res.bundle.get("runs_s"), "skopeo layout+tar": sk.get("bundle", {}).get("runs_s"),
+            "load": res.load.get("runs_s"), "skopeo copy": sk.get("load", {}).get("runs_s"),
+            "small load": res.small.get("load_runs_s"), "skopeo sync": res.small.get("sync_runs_s")}
+    print("runs (s): " + "; ".join(f"{k} {v}" for k, v in runs.items() if v))
     cmp_ = res.compare
     if cmp_:
-        print()
-        if "ratio_airgap_over_skopeo" in cmp_:
-            print(f"airgap load / skopeo copy wall time: {cmp_['ratio_airgap_over_skopeo']:.2f}")
-        print(f"all layout blobs committed: skopeo {cmp_['skopeo_committed_all_layout_blobs']}, "
-              f"airgap {cmp_['airgap_committed_all_layout_blobs']} "
-              f"(missing {cmp_['airgap_missing_blobs']}, extra {cmp_['airgap_extra_blobs']})")
-        print(f"every image's manifest present by digest: skopeo {cmp_['skopeo_manifests_by_digest']}, "
-              f"airgap {cmp_['airgap_manifests_by_digest']}")
-        if "blobs_unchanged_after_reload" in cmp_:
-            print(f"no-op reload left storage unchanged: {cmp_['blobs_unchanged_after_reload']}")
+        print(f"airgap committed every layout blob: {cmp_.get('airgap_committed_all_layout_blobs')} "
+              f"(missing {cmp_.get('airgap_missing_blobs')}, extra {cmp_.get('airgap_extra_blobs')}); "
+              f"manifests by digest: {cmp_.get('airgap_manifests_by_digest')}; "
+              f"no-op reload left storage unchanged: {cmp_.get('blobs_unchanged_after_reload')}")
     d = res.delta
     if d.get("ok"):
-        print(f"\npatch release (one image gains one {d['new_blob_bytes'] / MB:.0f} MiB layer): delta bundle "
+        print(f"patch release (one image gains one {d['new_blob_bytes'] / MB:.0f} MiB layer): delta bundle "
               f"{d['delta_bundle_bytes'] / MB:.1f} MiB = {d['delta_over_new_blobs']:.3f} x the new blobs, "
-              f"{d['delta_over_whole_image']:.3f} x a whole-image delta, "
               f"{d['delta_bundle_bytes'] / d['full_bundle_bytes']:.3f} x the full bundle; "
               f"delta load {d['load'].get('wall_s')} s")
     if res.errors:

@@ -30,6 +30,7 @@ class BundleImage:
     # {"signed": image digest, "digest": signature manifest digest, "size": its size}
     signatures: list[dict] = field(default_factory=list)
     upstream: dict | None = None  # result of verifying the upstream's own signature at bundle time
+    extra: dict = field(default_factory=dict, compare=False)  # fields a newer airgap wrote, kept as read
 
     @property
     def ref_name(self) -> str:
@@ -45,6 +46,7 @@ class BundleFile:
     size: int
     name: str = ""       # chart name, or the CRD file's original name
     version: str = ""    # chart version
+    extra: dict = field(default_factory=dict, compare=False)  # fields a newer airgap wrote, kept as read
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class BundleManifest:
     base: dict | None = None
     # A split bundle: the blob parts, [{"name", "index", "sha256", "size"}]; part 1 holds this manifest
     parts: list[dict] = field(default_factory=list)
+    # Top-level fields (and ``blobs`` members) a newer airgap wrote: this one neither checks nor acts
+    # on them, but writes them back, so reading and writing a manifest loses nothing.
+    extra: dict = field(default_factory=dict, compare=False)
+    blobs_extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
@@ -74,13 +80,14 @@ class BundleManifest:
             "created": self.created,
             "tool": self.tool,
             "layout": LAYOUT_DIR,
-            "blobs": {"count": self.blob_count, "bytes": self.blob_bytes},
+            "blobs": {"count": self.blob_count, "bytes": self.blob_bytes, **self.blobs_extra},
             "signer": self.signer,
-            "images": [_camel(asdict(i)) for i in self.images],
-            "files": [asdict(f) for f in self.files],
+            "images": [_with_extra(_camel(asdict(i))) for i in self.images],
+            "files": [_with_extra(asdict(f)) for f in self.files],
             "base": self.base,
             "parts": self.parts,
             "referenced": self.referenced,
+            **self.extra,
         }
         return json.dumps(doc, indent=2, sort_keys=False).encode() + b"\n"
 
@@ -88,10 +95,12 @@ class BundleManifest:
     def from_json(cls, data: bytes, where: str) -> BundleManifest:
         """Parse and validate (airgap.bundle.schema): limits first, then every field's type and rules."""
         from airgap.bundle.schema import check_manifest, load_document
-        fields = check_manifest(load_document(data, where), where, FORMAT_VERSION)
-        images = [BundleImage(**i) for i in fields.pop("images")]
-        files = [BundleFile(**f) for f in fields.pop("files")]
-        return cls(images=images, files=files, **fields)
+        doc = load_document(data, where)
+        fields = check_manifest(doc, where, FORMAT_VERSION)
+        images = [BundleImage(**i, extra=_unknown(raw, _IMAGE_KEYS)) for i, raw in zip(fields.pop("images"), doc["images"])]
+        files = [BundleFile(**f, extra=_unknown(raw, _FILE_KEYS)) for f, raw in zip(fields.pop("files"), doc.get("files") or [])]
+        return cls(images=images, files=files, extra=_unknown(doc, _TOP_KEYS),
+                   blobs_extra=_unknown(doc["blobs"], {"count", "bytes"}), **fields)
 
     @property
     def chart(self) -> BundleFile | None:
@@ -103,8 +112,22 @@ class BundleManifest:
 
 
 _TO_CAMEL = {"media_type": "mediaType", "blob_bytes": "blobBytes"}
+_TOP_KEYS = {"kind", "formatVersion", "release", "created", "tool", "layout", "blobs", "signer", "images", "files",
+             "base", "parts", "referenced"}
+_IMAGE_KEYS = {_TO_CAMEL.get(f, f) for f in BundleImage.__dataclass_fields__} - {"extra"}
+_FILE_KEYS = set(BundleFile.__dataclass_fields__) - {"extra"}
 
 
 def _camel(d: dict[str, Any]) -> dict[str, Any]:
     return {_TO_CAMEL.get(k, k): v for k, v in d.items()}
+
+
+def _with_extra(d: dict[str, Any]) -> dict[str, Any]:
+    extra = d.pop("extra", None) or {}
+    return {**d, **extra}
+
+
+def _unknown(raw: Any, known: set[str]) -> dict[str, Any]:
+    """The keys of a (schema-checked, size-limited) JSON object this airgap does not know."""
+    return {k: v for k, v in raw.items() if k not in known} if isinstance(raw, dict) else {}
 
