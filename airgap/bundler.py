@@ -25,7 +25,7 @@ import httpx
 from airgap import limits
 from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.chartpkg import package_chart
-from airgap.copy import CopyEngine, CopyJob, _Resolved, resolve
+from airgap.copy import Attached, CopyEngine, CopyJob, _Resolved, resolve
 from airgap.delta import Base
 from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.fsutil import atomic_write
@@ -37,9 +37,9 @@ from airgap.places.bundle import BundleHead, BundlePlace
 from airgap.places.layout import LayoutStore
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
-from airgap.registry.client import RegistryClient, RegistryOptions, Transient
+from airgap.errors import Transient
+from airgap.registry.client import RegistryClient, RegistryOptions
 from airgap.sign.blob import sign_blob
-from airgap.sign.cosign import SignatureArtifact
 from airgap.sign.keys import PrivateKey
 
 
@@ -383,19 +383,18 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
            resolved: list[_Resolved], files: list[tuple[BundleFile, Any]], created: str, epoch: int,
            progress: Progress, upstream: dict[str, dict], cache: LayoutStore | None) -> BundleResult:
     """Plan the head from the resolved graph, then one copy-engine run into the bundle place."""
-    from airgap.places.memory import MemoryStore
+    from airgap.sign.formats import CosignLegacy
     from airgap.sign.store import SignatureStore
 
     blobs: dict[Digest, int] = {}
     small: dict[Digest, int] = {}    # manifests, signature manifests and their blobs
     tags: dict[str, Descriptor] = {}
     bundle_images: list[BundleImage] = []
-    jobs: list[CopyJob] = []
-    done: list[_Resolved] = []
+    done: list[tuple[_Resolved, list[Attached], str]] = []  # each image's graph, our signatures, its tag
     # Kept by digest and key next to the content store: the same image gets the same .sig bytes in
     # every bundle, so immutable targets see a known tag, not a re-push (airgap/sign/store.py).
-    kept = SignatureStore(options.store.parent / "signatures")
-    for (entry, job, tag), r in zip(plan, resolved):
+    fmt = CosignLegacy(SignatureStore(options.store.parent / "signatures"))
+    for (entry, _job, tag), r in zip(plan, resolved):
         small[r.root.digest] = len(r.root.data)
         for m in r.images:
             small[m.digest] = len(m.data)
@@ -403,29 +402,28 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
             blobs.setdefault(b.digest, b.size)
         identity = signed_identity(entry)
         signatures: list[dict] = []
+        attach: list[Attached] = []
         if options.key is not None:
-            # Like `cosign sign --recursive`: the index and every platform manifest.
+            # Like `cosign sign --recursive`: the index and every platform manifest. The signatures
+            # are attachments of the image's graph: the engine writes them after what they sign.
             signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
             for digest in signed:
-                art: SignatureArtifact = kept.sign(options.key, identity, digest)
-                sig_store = MemoryStore(f"signature of {entry.name}", art.blobs)
-                sig_store.add_manifest(art.manifest, art.tag)
-                ref_name = f"{entry.name}:{art.tag}"
-                sig_job = CopyJob(f"{entry.name} signature", sig_store, art.tag, sig_store, [ref_name],
-                                  kind="signature")
-                done.append(resolve(sig_job))
-                small[art.manifest.digest] = len(art.manifest.data)
-                small.update((d, len(data)) for d, data in art.blobs.items())
-                tags[ref_name] = art.manifest.descriptor
-                signatures.append({"signed": str(digest), "digest": str(art.manifest.digest),
-                                   "size": len(art.manifest.data)})
+                made = fmt.sign(options.key, identity, digest)
+                att = made.attachment
+                attach.append(Attached(att, made.store))
+                sig = made.store.fetch_manifest(str(att.digest))
+                small[att.digest] = len(sig.data)
+                for b in sig.blobs() if isinstance(sig, ImageManifest) else ():
+                    small[b.digest] = b.size
+                tags[f"{entry.name}:{att.tag}"] = sig.descriptor
+                signatures.append({"signed": str(digest), "digest": str(att.digest), "size": len(sig.data)})
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
             identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
         tags[f"{entry.name}:{tag}"] = r.root.descriptor
-        done.append(r)
+        done.append((r, attach, tag))
     referenced = sorted({str(d) for d in [*blobs, *small]})
     held: frozenset[str] = frozenset()
     if options.base is not None:
@@ -445,17 +443,17 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     key = options.key
     head = BundleHead(manifest, tags, blobs, small, files, sign=(lambda data: sign_blob(key, data)) if key else None,
                       held=held)
-    cache_digests = frozenset(b.digest for r in done if isinstance(r.job.src, _ReadThrough) for b in r.blobs())
+    cache_digests = frozenset(b.digest for r, _, _ in done if isinstance(r.job.src, _ReadThrough) for b in r.blobs())
     place = BundlePlace(options.output, head, epoch, compress=options.compress, split=options.split,
                         cache=cache, cache_digests=cache_digests)
-    jobs = [CopyJob(r.job.name, r.job.src, r.job.ref, place, r.job.tags, r.job.platforms, r.job.kind) for r in done]
+    graphs = [r.retarget(CopyJob(r.job.name, r.job.src, r.job.ref, place.image(r.job.name), [tag], r.job.platforms,
+                                 r.job.kind, attach=attach)) for r, attach, tag in done]
     # A plain bundle takes blobs in parallel at planned offsets (a few streams keep a registry and
     # the disk busy; each holds some MiB in flight, so not more: peak memory); a zstd stream or
     # split parts one at a time, largest first. Either way the same bytes every run.
     streams = min(options.concurrency, BUNDLE_STREAMS) if place.concurrent else 1
     with place:
-        CopyEngine(concurrency=streams, progress=progress).copy(
-            jobs, [_Resolved(j, r.root, r.images) for j, r in zip(jobs, done)])
+        CopyEngine(concurrency=streams, progress=progress).copy([g.job for g in graphs], graphs)
     outputs = place.paths
     size = sum(p.stat().st_size for p in outputs)
     progress.note(f"wrote {', '.join(map(str, outputs))} ({size} bytes, {manifest.blob_count} blobs)")

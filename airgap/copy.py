@@ -132,6 +132,12 @@ class _Resolved:
     images: list[ImageManifest]    # the platform manifests (or the single manifest)
     attachments: list[_Attachment] = field(default_factory=list)  # subjects before their attachments
 
+    def retarget(self, job: CopyJob) -> _Resolved:
+        """This graph for another job (another destination, attachments given): a destination planned
+        from a graph resolved once, the bundle, must get exactly it, not a tag that moved since."""
+        subjects = [self.root.digest] + [m.digest for m in self.images if m is not self.root]
+        return _Resolved(job, self.root, self.images, _resolve_attachments(job, subjects))
+
     def blobs(self) -> list[Descriptor]:
         """The image's own blobs (what reports count as its size)."""
         seen: dict[Digest, Descriptor] = {}

@@ -470,7 +470,8 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
     res.bundle["runs_s"] = [round(r.wall_s, 2) if r else None for r in bundles]
     if bundle.is_file():
         res.bundle["bundle_bytes"] = bundle.stat().st_size
-    res.skopeo = {"bundle": run_summary(best["skopeo_bundle"], unique), "load": run_summary(best["skopeo_load"], unique)}
+    res.skopeo = {"bundle": run_summary(best["skopeo_bundle"], unique),
+                  "load": run_summary(best["skopeo_load"], unique)}
     res.skopeo["bundle"]["runs_s"] = [round(r.wall_s, 2) for r in baselines]
     res.skopeo["load"]["runs_s"] = [round(r.wall_s, 2) for r in copies]
     res.load.update(run_summary(best["load"], unique))
@@ -660,7 +661,8 @@ RSS_TARGET_MB = 100.0
 
 def _row(name: str, ours, theirs, ratio, target, ok) -> str:
     verdict = "-" if ok is None else ("yes" if ok else "NO")
-    return f"{name:<44} {_fmt(ours, '.2f'):>9} {_fmt(theirs, '.2f'):>9} {_fmt(ratio, '.3f'):>7} {target:>8} {verdict:>4}"
+    return (f"{name:<44} {_fmt(ours, '.2f'):>9} {_fmt(theirs, '.2f'):>9} {_fmt(ratio, '.3f'):>7} "
+            f"{target:>8} {verdict:>4}")
 
 
 def print_table(res: Results) -> None:

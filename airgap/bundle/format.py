@@ -97,8 +97,10 @@ class BundleManifest:
         from airgap.bundle.schema import check_manifest, load_document
         doc = load_document(data, where)
         fields = check_manifest(doc, where, FORMAT_VERSION)
-        images = [BundleImage(**i, extra=_unknown(raw, _IMAGE_KEYS)) for i, raw in zip(fields.pop("images"), doc["images"])]
-        files = [BundleFile(**f, extra=_unknown(raw, _FILE_KEYS)) for f, raw in zip(fields.pop("files"), doc.get("files") or [])]
+        images = [BundleImage(**i, extra=_unknown(raw, _IMAGE_KEYS))
+                  for i, raw in zip(fields.pop("images"), doc["images"])]
+        files = [BundleFile(**f, extra=_unknown(raw, _FILE_KEYS))
+                 for f, raw in zip(fields.pop("files"), doc.get("files") or [])]
         return cls(images=images, files=files, extra=_unknown(doc, _TOP_KEYS),
                    blobs_extra=_unknown(doc["blobs"], {"count", "bytes"}), **fields)
 

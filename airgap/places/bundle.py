@@ -112,7 +112,8 @@ class BundlePlace(Store):
         members = [(MANIFEST_NAME, manifest_bytes)]
         if signature is not None:
             members.append((SIGNATURE_NAME, signature))
-        return members + [(f"{LAYOUT_DIR}/oci-layout", LAYOUT_FILE), (f"{LAYOUT_DIR}/index.json", self.head.index_bytes())]
+        return members + [(f"{LAYOUT_DIR}/oci-layout", LAYOUT_FILE),
+                          (f"{LAYOUT_DIR}/index.json", self.head.index_bytes())]
 
     def _open_planned(self) -> None:
         data = self.head.manifest.to_json()
@@ -321,12 +322,60 @@ class BundlePlace(Store):
             if tag is not None:
                 self._tagged[tag] = digest
 
+    def image(self, name: str) -> BundleRepository:
+        """The repository of image ``name`` in this bundle (tags scoped to it)."""
+        return BundleRepository(self, name)
+
     # -- Store: reading (a bundle being written is read with airgap.bundle.reader once closed) ---
     def fetch_manifest(self, ref: str) -> Manifest:
         raise AirgapError(f"{self.description} is being written; open it with the bundle reader")
 
     def open_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         raise AirgapError(f"{self.description} is being written; open it with the bundle reader")
+
+
+class BundleRepository(Store):
+    """One image's repository in the bundle being written. ``oci/index.json`` names every tag
+    ``<image>:<tag>`` (as the reader scopes them), so the engine can push an image and its attachments
+    under their own tags (``0.1.0``, ``sha256-<hex>.sig``) and two images' signature tags never collide."""
+
+    tag_schema = False  # only cosign-tag attachments travel in a bundle today
+
+    def __init__(self, place: BundlePlace, name: str):
+        self.place = place
+        self.repository = name
+        self.description = f"{place.description} ({name})"
+
+    @property
+    def place_key(self) -> str:
+        return self.place.place_key
+
+    def _tag(self, tag: str) -> str:
+        return f"{self.repository}:{tag}"
+
+    def blob_exists(self, desc: Descriptor) -> bool:
+        return self.place.blob_exists(desc)
+
+    def mount_blob(self, desc: Descriptor, source: Store) -> bool:
+        return self.place.mount_blob(desc, source)
+
+    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
+        self.place.put_blob(desc, body)
+
+    def manifest_exists(self, digest: Digest) -> bool:
+        return self.place.manifest_exists(digest)
+
+    def resolve_tag(self, tag: str) -> Digest | None:
+        return self.place.resolve_tag(self._tag(tag))
+
+    def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
+        self.place.put_manifest(manifest, self._tag(tag) if tag is not None else None)
+
+    def fetch_manifest(self, ref: str) -> Manifest:
+        return self.place.fetch_manifest(ref)
+
+    def open_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
+        return self.place.open_blob(desc)
 
 
 def _capped(chunks: Iterator[bytes], size: int) -> Iterator[bytes]:

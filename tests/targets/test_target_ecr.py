@@ -4,6 +4,8 @@ data plane behind a proxy that adds what only ECR's data plane does (tests/suppo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ecr_standin import TOKEN_PASSWORD, ecr, ecr_env as _env, moto_server  # noqa: F401  (fixtures)

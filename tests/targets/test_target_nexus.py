@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from airgap.places.layout import LayoutStore
-from helpers import airgap, demo_bundle_parts, load_report, run_load
+from helpers import airgap, demo_bundle_parts, load_json, load_report, run_load
 from nexus_proxy import NexusProxy, start_nexus
 from registry_server import RegistryError, run_skopeo
 
