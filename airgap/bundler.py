@@ -32,7 +32,7 @@ from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, Platform, Reference
 from airgap.model.manifest import ImageManifest, Manifest
-from airgap.places.base import Store, read_small
+from airgap.places.base import Store
 from airgap.places.bundle import BundleHead, BundlePlace
 from airgap.places.layout import LayoutStore
 from airgap.places.registry import RegistryStore
@@ -245,7 +245,7 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
                 ref = upstream[entry.name]["digest"]
                 progress.note(f"upstream signature of {entry.source} verified with {entry.verify_key}")
             src: Store = place
-            if isinstance(place, RegistryStore):
+            if place.remote:
                 # Blobs an earlier (perhaps interrupted) bundle left in the local store are read from
                 # there; the rest stream from the registry into the bundle and the store at once.
                 src = _ReadThrough(place, sources.store)
@@ -271,7 +271,7 @@ class _ReadThrough(Store):
     from disk, the rest from the registry (and written into the store by the bundle place, from
     the same stream that fills the bundle)."""
 
-    def __init__(self, origin: RegistryStore, cache: LayoutStore):
+    def __init__(self, origin: Store, cache: LayoutStore):
         self.origin = origin
         self.cache = cache
         self.description = origin.description
@@ -328,7 +328,7 @@ def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
     for entry in images.images:
         if entry.source and not entry.source.startswith("oci:"):
             place, _, _ = sources.locate(entry)
-            if isinstance(place, RegistryStore):
+            if isinstance(place, RegistryStore):  # preflight HEADs references: a registry's own call
                 stores[entry.name] = place
     local = LayoutStore(options.store) if (options.store / "oci-layout").is_file() else None
     leave_out = frozenset(options.base.blobs) if options.base is not None else frozenset()
@@ -340,27 +340,25 @@ def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
 
 def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
     """The upstream's own cosign signature of what we are about to pull, checked with its key."""
-    from airgap.sign.cosign import SignatureError, signature_tag, verify_signature_manifest
+    from airgap.sign.cosign import SignatureError
+    from airgap.sign.formats import CosignLegacy
     from airgap.sign.keys import load_public_key
 
     key_path = Path(entry.verify_key or "")
     key = load_public_key(key_path if key_path.is_absolute() else images.base_dir / key_path)
     where = f"{images.path}:{entry.line}: image {entry.name} ({entry.source})"
-    if not isinstance(src, RegistryStore):
+    if not src.remote:
         raise InputError(f"{where}: verify: needs a registry source")
     root = src.fetch_manifest(Reference.parse(entry.source or "").ref)
+    fmt = CosignLegacy()
     try:
-        sig = src.fetch_manifest(signature_tag(root.digest))
+        found = fmt.find(src, root.digest)
     except AirgapError:
-        raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest}") from None
-
-    def read_blob(desc: Descriptor) -> bytes:
-        return read_small(src, desc)
-
-    if not isinstance(sig, ImageManifest):
-        raise SignatureError(f"{where}: upstream signature {sig.digest} is not an image manifest")
+        found = []
+    if not found:
+        raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest}")
     try:
-        verified = verify_signature_manifest(sig, read_blob, key, root.digest)
+        verified = fmt.verify(src, found[0], key, root.digest)
     except SignatureError as exc:
         raise SignatureError(f"{where}: upstream signature rejected: {exc}") from None
     # The vendor's key signs all its images: the signature must also name *this* repository, or a
