@@ -43,7 +43,7 @@ from airgap.sign.blob import sign_blob
 from airgap.sign.keys import PrivateKey
 
 
-BUNDLE_STREAMS = 4  # blobs written into a plain bundle at once
+BUNDLE_STREAMS = limits.BUNDLE_STREAMS
 
 if TYPE_CHECKING:
     from airgap.tools import ToolFile

@@ -34,8 +34,8 @@ from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_ind
 from airgap.places.base import Store
 from airgap.progress import Progress
 
-MAX_ATTACHMENT_DEPTH = 4  # a signature of an attestation of an SBOM of an image; deeper is a loop or abuse
-MAX_ATTACHMENTS = 256     # per job: cosign, oras and scanners write a handful per image
+MAX_ATTACHMENT_DEPTH = limits.MAX_ATTACHMENT_DEPTH
+MAX_ATTACHMENTS = limits.MAX_ATTACHMENTS
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,23 @@ EXTRA_MEMBERS = 10_000
 #: libzstd's own default window limit: bounds the decompressor's memory.
 ZSTD_MAX_WINDOW = 1 << 27
 
+#: Manifests and signature blobs of a split bundle are held in memory until its first part is written.
+BUNDLE_SMALL_MEMBER_BYTES = 4 << 20
+#: A planned (plain) bundle starts writeback every this many bytes, so the final fsync is short.
+BUNDLE_WRITEBACK_BYTES = 64 << 20
+#: Blobs streamed into a plain bundle at once: keeps a registry and the disk busy; each holds some
+#: MiB in flight, and more streams pushed peak memory over 100 MB.
+BUNDLE_STREAMS = 4
+
+# --- attachments (signatures, SBOMs, referrers) ---------------------------------------------------
+
+#: A signature of an attestation of an SBOM of an image; deeper is a loop or abuse.
+MAX_ATTACHMENT_DEPTH = 4
+#: Per image: cosign, oras and scanners write a handful each.
+MAX_ATTACHMENTS = 256
+#: A referrers listing is paginated with Link headers; more pages than this is a broken server.
+MAX_REFERRER_PAGES = 16
+
 # --- release records on the target ----------------------------------------------------------------
 
 #: Load records kept in the target's airgap-releases repository that are read back.

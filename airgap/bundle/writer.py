@@ -11,8 +11,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from airgap import limits
+
 BLOCK = 512
-WRITEBACK_BYTES = 64 << 20  # a planned bundle starts writing back every 64 MiB
+WRITEBACK_BYTES = limits.BUNDLE_WRITEBACK_BYTES
 RECORD = BLOCK * 20  # what tar(1) and Python's tarfile pad the archive end to
 
 

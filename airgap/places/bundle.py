@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Union
 
+from airgap import limits
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleManifest
 from airgap.bundle.reader import PART_NAME
 from airgap.bundle.writer import RECORD, BundleWriter, PlannedTar
@@ -45,7 +46,7 @@ from airgap.model.manifest import Manifest
 from airgap.places.base import BlobBody, Store
 from airgap.places.layout import LAYOUT_FILE, REF_NAME, LayoutStore
 
-SMALL_LIMIT = 4 << 20             # manifests and signature blobs held for the first part of a split bundle
+SMALL_LIMIT = limits.BUNDLE_SMALL_MEMBER_BYTES
 
 
 FileData = Union[bytes, Any]  # bytes, or an object with .chunks() (airgap.tools.ToolFile)

@@ -8,6 +8,7 @@ from weakref import WeakKeyDictionary
 
 import httpx
 
+from airgap import limits
 from airgap.errors import ManifestBlobUnknown, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.attachment import COSIGN_TAG, Attachment
@@ -18,7 +19,7 @@ from airgap.places.base import BlobBody, Store
 from airgap.registry.auth import error_text
 from airgap.registry.client import RegistryClient
 
-MAX_REFERRER_PAGES = 16  # a referrers listing is paginated with Link headers; more pages is a broken server
+MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
 
 # Whether a registry has the referrers API, asked once per client (every repository shares the answer).
 _REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()

@@ -13,6 +13,7 @@ import re
 
 import httpx
 
+from airgap import limits
 from airgap.errors import AuthError, InputError, RegistryError
 from airgap.progress import Progress
 from airgap.registry.client import RegistryClient, Target
@@ -94,7 +95,7 @@ class Harbor(TargetKind):
     def detect(self, target: Target, client: RegistryClient) -> str | None:
         # GET /api/v2.0/systeminfo answers anonymously with harbor_version (Harbor swagger).
         try:
-            resp = client.http.get(client.base + "/api/v2.0/systeminfo", timeout=10.0)
+            resp = client.http.get(client.base + "/api/v2.0/systeminfo", timeout=limits.PROBE_TIMEOUT)
             version = resp.json().get("harbor_version") if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError, AttributeError):
             return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import httpx
 
+from airgap import limits
 from airgap.errors import InputError, RegistryError
 from airgap.model.manifest import Manifest
 from airgap.registry.client import RegistryClient, Target
@@ -67,9 +68,10 @@ class Nexus(TargetKind):
     def detect(self, target: Target, client: RegistryClient) -> str | None:
         # Nexus 3: GET /service/rest/v1/status answers 200 on a node that can serve reads (Nexus REST docs).
         try:
-            if client.http.get(client.base + "/service/rest/v1/status", timeout=10.0).status_code == 200:
+            status = client.http.get(client.base + "/service/rest/v1/status", timeout=limits.PROBE_TIMEOUT)
+            if status.status_code == 200:
                 return "/service/rest/v1/status answers (Nexus status endpoint)"
-            resp = client.http.get(client.base + "/v2/", timeout=10.0)
+            resp = client.http.get(client.base + "/v2/", timeout=limits.PROBE_TIMEOUT)
         except httpx.HTTPError:
             return None
         server = resp.headers.get("server", "")
