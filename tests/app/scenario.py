@@ -153,8 +153,13 @@ def main(config_path: str, report_path: str) -> int:
             report["prometheus"]["targets"] = [{"job": t["labels"]["job"], "health": t["health"],
                                                 "lastError": t["lastError"]}
                                                for t in targets["data"]["activeTargets"]]
-            scraped = (report["prometheus"]["targets"]
+            # The queries above run one after another while scrapes land, so one pass can see a
+            # target in a later query and not in an earlier one: stop only when every query's answer
+            # covers every job (the "up" series included), not when the last one does.
+            jobs = {t["job"] for t in report["prometheus"]["targets"]}
+            scraped = (len(jobs) == len(PORTS)
                        and all(t["health"] != "unknown" for t in report["prometheus"]["targets"])
+                       and {r["metric"].get("job") for r in report["prometheus"]["up"]} == jobs
                        and report["prometheus"]["search_requests"] and report["prometheus"]["upload_requests"])
             if scraped or time.monotonic() > deadline:
                 break
