@@ -10,3 +10,11 @@ The library is usable on its own; the `airgap` command is a thin layer over it:
 """
 
 __version__ = "0.2.0"
+
+import sys as _sys
+
+# httpx's __init__ imports its own command-line client (httpx._main: rich, pygments, click) whenever
+# those are installed, as they are here: a tenth of a second on every start of ours, for a CLI we
+# never run. A None entry makes that optional import fail as if they were missing; httpx then keeps
+# a stub `httpx.main`. Nothing else of httpx changes. setdefault: never undo a real import.
+_sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

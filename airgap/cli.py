@@ -12,13 +12,26 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from airgap import __version__
 from airgap.errors import AirgapError, InputError
 from airgap.progress import human_bytes, make_progress
-from airgap.registry.client import RegistryOptions, Target
+
+if TYPE_CHECKING:
+    from airgap.registry.client import RegistryOptions, Target
+
+# Startup is part of every command's time (a no-op reload is mostly startup): this module imports only
+# click and what --version and --help need. Library modules (httpx via airgap.registry, rich, yaml,
+# cryptography) are imported inside the commands that use them; tests/unit/test_cli_startup.py holds it.
+
+
+def _as_target(text: str) -> Target:
+    """``--registry HOST[:PORT][/PREFIX]`` (imports the registry client only when a command runs)."""
+    from airgap.registry.client import Target
+    return Target.parse(text)
 
 
 class _TargetKind(click.ParamType):
@@ -96,6 +109,7 @@ def _make_registry_options(ca_file, insecure_registry, allow_insecure_auth, user
                              "or run on a terminal to be prompted")
     if password and not username:
         raise InputError(f"a registry password was given without a user name ({flag})")
+    from airgap.registry.client import RegistryOptions
     opts = RegistryOptions(insecure=insecure_registry, ca_file=ca_file, username=username, password=password,
                            allow_insecure_auth=allow_insecure_auth,
                            credentials_for=target.host if target else None, credentials_from=source)
@@ -248,7 +262,7 @@ def _upstream_login_target(images, credentials_host: str | None, username: str |
     from airgap.model import Reference
 
     if credentials_host:
-        return Target.parse(credentials_host)
+        return _as_target(credentials_host)
     ctx = click.get_current_context(silent=True)
     if not username or (ctx is not None and
                         ctx.get_parameter_source("username") == click.core.ParameterSource.ENVIRONMENT):
@@ -259,6 +273,7 @@ def _upstream_login_target(images, credentials_host: str | None, username: str |
         raise InputError(f"--username: IMAGES.md mirrors from {len(hosts)} registries ({', '.join(hosts) or 'none'}); "
                          "name the one these credentials are for with --credentials-host (the others use "
                          "docker login / podman login)")
+    from airgap.registry.client import Target
     return Target(hosts[0])
 
 
@@ -388,8 +403,8 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
         # Next to the values file as typed, never next to where a symbolic link points (airgap/outputs.py).
         policy_dir = Path.cwd() if to_stdout else Path(os.path.abspath(values_out)).parent
     opts = LoadOptions(key=key, insecure_skip_verify=insecure_skip_verify, allow_downgrade=allow_downgrade,
-                       policy_dir=policy_dir, target=Target.parse(registry),
-                       registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=Target.parse(registry)),
+                       policy_dir=policy_dir, target=_as_target(registry),
+                       registry=_make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=_as_target(registry)),
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
                        create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
@@ -428,8 +443,8 @@ def probe(registry, target_kind, as_json, **reg) -> None:
     about it."""
     from airgap.targets.probe import probe as run_probe
 
-    result = run_probe(Target.parse(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS},
-                                                                      target=Target.parse(registry)), target_kind)
+    result = run_probe(_as_target(registry), _make_registry_options(**{k: reg[k] for k in _REG_KEYS},
+                                                                      target=_as_target(registry)), target_kind)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -554,7 +569,7 @@ def inventory(obj, registry, output, repos, key_path, as_json, target_kind, **re
     if key_path:
         from airgap.sign.keys import load_private_key, password_from_env_or_prompt
         key = load_private_key(key_path, password_from_env_or_prompt())
-    target = Target.parse(registry)
+    target = _as_target(registry)
     opened = open_target(target, _make_registry_options(**{k: reg[k] for k in _REG_KEYS}, target=target), target_kind)
     progress = make_progress(obj["quiet"])
     try:
@@ -616,7 +631,7 @@ def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_fil
     if from_password_stdin and to_password_stdin:
         raise InputError("only one of --from-password-stdin and --to-password-stdin can read standard input; "
                          "give the other password in its environment variable")
-    src_target, dst_target = Target.parse(source), Target.parse(dest)
+    src_target, dst_target = _as_target(source), _as_target(dest)
     src_opts = _make_registry_options(from_ca_file, from_insecure, from_allow_insecure_auth, from_username,
                                       from_password_stdin, target=src_target, flag="--from-username",
                                       stdin_flag="--from-password-stdin", env_prefix="AIRGAP_FROM_REGISTRY")

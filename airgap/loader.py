@@ -26,7 +26,7 @@ from airgap.outputs import OutputPlan, resolve_dir, resolve_file
 from airgap.places.base import Store
 from airgap.progress import Progress
 from airgap.registry.client import RegistryOptions, Target
-from airgap.releases import RECORD_REPOSITORY, check_downgrade, read_record, write_record
+from airgap.releases import RECORD_REPOSITORY, check_downgrade, is_recorded, read_record, write_record
 from airgap.model import Digest
 from airgap.sign.formats import CosignLegacy
 from airgap.sign.keys import PublicKey
@@ -143,9 +143,11 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             if options.key is not None:
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = opened.prepare(repos, options.create_namespaces, progress)
-        from airgap.targets.plan import check_push_access, plan_tags
+        from airgap.targets.plan import check_push_access, plan_tags, writes_planned
         jobs = plan_tags(jobs, m, opened, options.key, progress)
-        if not options.dry_run and jobs:
+        # A reload of what the target holds writes nothing: no push-rights probe (a POST and a DELETE).
+        record_due = options.key is not None and not is_recorded(record, reader.manifest_bytes)
+        if not options.dry_run and jobs and (record_due or writes_planned(jobs)):
             check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
                             dry_run=options.dry_run, verified=verified)

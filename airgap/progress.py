@@ -1,6 +1,7 @@
 """Progress reporting: rich bars on a terminal, a few plain lines when piped, nothing when asked.
 
-The engine only calls :class:`Progress`; which one it gets is the CLI's decision.
+The engine only calls :class:`Progress`; which one it gets is the CLI's decision. rich is imported
+only when a terminal bar is shown: it is a tenth of a second of every piped or quiet command's start.
 """
 
 from __future__ import annotations
@@ -8,25 +9,29 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress as RichBars, ProgressColumn, Task, TaskID,
-                           TextColumn, TimeRemainingColumn, TransferSpeedColumn)
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
-class _Amount(ProgressColumn):
-    """Bytes for byte tasks, a plain count for the images task."""
+def _amount_column(inner: Any) -> Any:
+    """A rich column: bytes for byte tasks (``inner``), a plain count for the images task."""
+    from rich.progress import ProgressColumn, Task, TransferSpeedColumn
+    from rich.text import Text
 
-    def __init__(self, inner: ProgressColumn):
-        super().__init__()
-        self.inner = inner
+    class _Amount(ProgressColumn):
+        def __init__(self, inner: ProgressColumn):
+            super().__init__()
+            self.inner = inner
 
-    def render(self, task: Task) -> Text:
-        if task.fields.get("unit") == "images":
-            return Text("" if isinstance(self.inner, TransferSpeedColumn) else f"{task.completed:.0f}/{task.total:.0f}")
-        return self.inner.render(task)  # type: ignore[return-value]  # the columns we wrap all render a Text
+        def render(self, task: Task) -> Text:
+            if task.fields.get("unit") == "images":
+                return Text("" if isinstance(self.inner, TransferSpeedColumn)
+                            else f"{task.completed:.0f}/{task.total:.0f}")
+            return self.inner.render(task)  # type: ignore[return-value]  # the columns we wrap all render a Text
+
+    return _Amount(inner)
 
 
 class Progress:
@@ -81,14 +86,18 @@ class PlainProgress(Progress):
 
 class RichProgress(Progress):
     def __init__(self, console: Console | None = None):
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress as RichBars, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
         self.console = console or Console(stderr=True)
-        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), _Amount(DownloadColumn()),
-                             _Amount(TransferSpeedColumn()), TimeRemainingColumn(), console=self.console,
+        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), _amount_column(DownloadColumn()),
+                             _amount_column(TransferSpeedColumn()), TimeRemainingColumn(), console=self.console,
                              transient=False)
         self.bars.start()
-        self._task: TaskID | None = None
+        self._task: Any = None    # rich TaskIDs
         self._total = 0
-        self._images: TaskID | None = None
+        self._images: Any = None
 
     def images(self, total: int) -> None:
         self._images = self.bars.add_task("images", total=total or 1, unit="images")

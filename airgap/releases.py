@@ -134,13 +134,19 @@ def check_downgrade(record: LoadRecord | None, manifest: BundleManifest, target:
     progress.note(f"warning: {msg}; loading anyway (--allow-downgrade)")
 
 
+def is_recorded(record: LoadRecord | None, manifest_bytes: bytes) -> bool:
+    """Whether ``record`` (the newest trusted one) is this very bundle manifest: a reload has nothing to
+    record (its tag exists already; writing again could only move it, which immutable targets refuse)."""
+    return record is not None and record.manifest_digest == str(sha256_digest(manifest_bytes))
+
+
 def write_record(client: RegistryClient, target: Target, manifest_bytes: bytes, signature: bytes | None,
                  record: LoadRecord | None, created: str) -> bool:
     """Record this bundle unless a newer one is recorded already (an allowed downgrade keeps it).
 
     Raises when the record cannot be written: a load whose rollback protection silently stopped
     working is not a success."""
-    if record is not None and record.created > created:
+    if record is not None and (record.created > created or is_recorded(record, manifest_bytes)):
         return False
     mem = MemoryStore("release record")
     layers = [(manifest_bytes, MANIFEST_MEDIA)] + ([(signature, SIGNATURE_MEDIA)] if signature else [])

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from airgap import limits
 from airgap.bundle.format import BundleManifest
-from airgap.emit import containerd, k3s, kustomize, registries_conf
 from airgap.emit.mapping import DEFAULT_NAMING, mappings
 from airgap.emit.values import render_values
 from airgap.errors import InputError
@@ -42,6 +41,10 @@ def render_all(kinds: tuple[str, ...], manifest: BundleManifest, target: Target,
                naming: str = DEFAULT_NAMING) -> dict[str, str | bytes]:
     """Relative path under the output directory -> content. The registry's CA (``--ca-file``) is
     copied next to the files that name it, so the output works on a node that never saw the path."""
+    # Imported here, not at the top: `airgap load` reads EMITTERS for every run, the renderers
+    # (and yaml) only when --emit asks for them.
+    from airgap.emit import containerd, k3s, kustomize, registries_conf
+
     maps = mappings(manifest, target, naming)
     ca = _read_ca(ca_file)
     out: dict[str, str | bytes] = {}

@@ -12,8 +12,9 @@ IMMUTABLE, Nexus ALLOW_ONCE), a load must never need to move a tag:
   refused here, naming it, instead of half-way through the push; a signature tag is refused unless the
   target says its tags may move, since a bundle's own signature must not replace a valid one.
 
-Then one upload session is opened and cancelled in the first repository: the registry answers and the
-credentials carry push rights, with no tag or manifest written.
+Then, unless the plan shows that nothing is to be written (a reload of a bundle the target holds
+already), one upload session is opened and cancelled in the first repository: the registry answers
+and the credentials carry push rights, with no tag or manifest written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from airgap.places.base import Store, read_small
 from airgap.progress import Progress
 from airgap.sign.cosign import verify_signature_manifest
 from airgap.sign.keys import PublicKey
+from airgap.targets.base import TargetStore
 from airgap.targets.session import OpenTarget
 
 
@@ -126,6 +128,31 @@ def _plan_signatures(job: CopyJob, identity: str, key: PublicKey | None, immutab
             continue
         keep.append(attached)
     return keep
+
+
+def writes_planned(jobs: list[CopyJob]) -> bool:
+    """Whether the copy of the planned ``jobs`` may write anything, from what the plan saw of the
+    target's tags (no request). False only when every job's tags already name its root and every
+    attachment it carries is under a tag that names it: exactly when the engine finds each job present
+    and writes nothing. Anything the plan did not see (a job without tags, an attachment by digest,
+    a destination that is not an opened target) counts as a write."""
+    for job in jobs:
+        dst = job.dst
+        if not isinstance(dst, TargetStore) or not job.tags:
+            return True
+        want = job.ref if job.ref.startswith("sha256:") else str(job.src.fetch_manifest(job.ref).digest)
+        for tag in job.tags:
+            seen, have = dst.known_tag(tag)
+            if not seen or str(have) != want:
+                return True
+        for attached in job.attach:
+            att = attached.attachment
+            if att.tag is None:
+                return True
+            seen, have = dst.known_tag(att.tag)
+            if not seen or have != att.digest:
+                return True
+    return False
 
 
 def check_push_access(opened: OpenTarget, repository: str) -> None:
