@@ -24,6 +24,7 @@ import logging
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -142,6 +143,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _TlsOnDemand(httpx.BaseTransport):
+    """The transport of a plain-HTTP registry: building a verifying TLS context parses the whole CA
+    bundle (tens of milliseconds of every command's start), so it is built only when a request goes to
+    HTTPS after all (a redirect to a blob store), verifying exactly as the client's default would."""
+
+    def __init__(self, verify: ssl.SSLContext | bool, pool: httpx.Limits):
+        self._verify, self._pool = verify, pool
+        self._plain = httpx.HTTPTransport(verify=False, limits=pool)  # never wraps a socket in TLS
+        self._tls: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return self._plain.handle_request(request)
+        with self._lock:
+            if self._tls is None:
+                self._tls = httpx.HTTPTransport(verify=self._verify, limits=self._pool)
+        return self._tls.handle_request(request)
+
+    def close(self) -> None:
+        self._plain.close()
+        if self._tls is not None:
+            self._tls.close()
+
+
 class RegistryClient:
     def __init__(self, host: str, options: RegistryOptions | None = None,
                  transport: httpx.BaseTransport | None = None,
@@ -166,11 +192,14 @@ class RegistryClient:
             except ssl.SSLError:
                 raise InputError(f"CA file {self.options.ca_file} is not a PEM certificate bundle") from None
         self._started: dict[int, float] = {}
+        pool = httpx.Limits(max_connections=self.options.connections,
+                            max_keepalive_connections=self.options.connections)
+        if transport is None and self.options.insecure:
+            transport = _TlsOnDemand(verify, pool)
         self.http = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(self.options.timeout, connect=30.0),
-            limits=httpx.Limits(max_connections=self.options.connections,
-                                max_keepalive_connections=self.options.connections),
+            limits=pool,
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,  # followed in _send, which decides where Authorization may go
             transport=transport,  # tests swap in httpx.MockTransport for protocol edge cases
