@@ -144,7 +144,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags, writes_planned
-        jobs = plan_tags(jobs, m, opened, options.key, progress)
+        jobs = plan_tags(jobs, m, opened, options.key, progress, options.concurrency)
         # A reload of what the target holds writes nothing: no push-rights probe (a POST and a DELETE).
         record_due = options.key is not None and not is_recorded(record, reader.manifest_bytes)
         if not options.dry_run and jobs and (record_due or writes_planned(jobs)):

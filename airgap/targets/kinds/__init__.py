@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from concurrent.futures import ThreadPoolExecutor
 
 from airgap.errors import InputError
 from airgap.registry.client import RegistryClient, Target
@@ -60,14 +61,23 @@ def get(name: str) -> TargetKind:
 
 
 def detect(target: Target, client: RegistryClient) -> Detection:
-    """Which kind ``target`` is: its address first (no request), then each kind's anonymous probe."""
+    """Which kind ``target`` is: its address first (no request), then each kind's anonymous probe.
+
+    The probes are independent reads, so they run at once: detection costs one round trip (two for
+    Nexus's fallback) instead of one per kind; the first kind in detection order that says yes wins,
+    as when they ran one after the other."""
     kinds = all_kinds()
     for kind in kinds:
         reason = kind.detect_name(target)
         if reason:
             return Detection(kind.name, reason)
-    for kind in kinds:
-        reason = kind.detect(target, client)
+    probing = [k for k in kinds if type(k).detect is not TargetKind.detect]  # the others never say yes
+    if len(probing) > 1:
+        with ThreadPoolExecutor(len(probing)) as pool:
+            reasons = list(pool.map(lambda k: k.detect(target, client), probing))
+    else:
+        reasons = [k.detect(target, client) for k in probing]
+    for kind, reason in zip(probing, reasons):
         if reason:
             return Detection(kind.name, reason)
     others = ", ".join(k.title for k in kinds if k.name != "generic")
