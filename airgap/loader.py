@@ -18,7 +18,8 @@ from pathlib import Path
 from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
-from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs
+from airgap.attachments import check_relocation, selected
+from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs, select_attachments
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.emit.values import render_values
 from airgap.errors import AirgapError, InputError, RegistryError
@@ -54,6 +55,7 @@ class LoadOptions:
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
     naming: str = DEFAULT_NAMING   # upstream | flat: where images land (airgap/emit/mapping.py)
+    attachments: str = "all"     # which listed upstream attachments are relocated (airgap.attachments)
 
 
 @dataclass
@@ -120,12 +122,15 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         record = read_record(client, target, options.key, progress)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         jobs: list[CopyJob] = []
+        wanted = select_attachments(options.attachments)
         for i in m.images:
             src = reader.store(i.name)
             dst = opened.store(repository_for(i, target, options.naming))
             # The image's signatures travel as attachments of its graph; the signed bundle manifest
             # names exactly which (the scoped store resolves nothing else).
-            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag], attach=_signatures(i, src)))
+            # Then the upstream attachments it lists, each checked against it before anything is pushed.
+            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag],
+                                attach=_signatures(i, src) + selected(reader, i, src, wanted)))
         if options.push_chart and m.chart:
             from airgap import chartoci
             art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES),
@@ -145,6 +150,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags
         jobs = plan_tags(jobs, m, opened, options.key, progress)
+        check_relocation(jobs, opened, progress)
         if not options.dry_run and jobs:
             check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,
