@@ -25,7 +25,7 @@ from airgap import limits, safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
 from airgap.bundle.writer import BLOCK, RECORD
-from airgap.errors import BundleError, DigestMismatch, InputError
+from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
 from airgap.model.attachment import REFERRER, Attachment
@@ -493,7 +493,7 @@ class BundleReader:
                                   "manifests or an attachment listed before it; refused")
             try:
                 manifest = store.fetch_manifest(e["digest"])
-            except (BundleError, DigestMismatch) as exc:
+            except AirgapError as exc:  # missing, damaged, not a manifest: named as this attachment
                 raise BundleError(f"{where}: {exc}") from None
             if not isinstance(manifest, ImageManifest) or manifest.media_type != e["mediaType"] \
                     or len(manifest.data) != e["size"]:

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, airgap, load_report, run_load, write_images_md
-from registry_server import RegistryError, require_tools, start_registry
+from helpers import REPO, airgap, load_report, module_registry, run_load, write_images_md
 from synth import LayerSpec, add_image
 
 SPDX = "application/spdx+json"
@@ -83,15 +82,8 @@ def discover(tools: dict, ref: str, tmp: Path, api: bool = False) -> set[str]:
 
 @pytest.fixture(scope="module")
 def source_registry(tmp_path_factory):
-    try:
-        require_tools("docker-registry")
-        rp = start_registry(tmp_path_factory.mktemp("source-registry"))
-    except RegistryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield rp.registry
-    finally:
-        rp.stop()
+    with module_registry(tmp_path_factory.mktemp("source-registry")) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +92,8 @@ def upstream(tools, source_registry, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("upstream")
     src = source_registry
     layout = tmp / "layout"
-    digest = add_image(layout, "app", layers=[LayerSpec(size=1 << 16, seed=31)], platforms=["linux/amd64", "linux/arm64"])
+    digest = add_image(layout, "app", layers=[LayerSpec(size=1 << 16, seed=31)],
+                       platforms=["linux/amd64", "linux/arm64"])
     subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:app",
                     f"docker://{src.host}/site/app:1.0"], check=True, capture_output=True)
     index = json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
@@ -273,7 +266,8 @@ ADMIN = {"AIRGAP_REGISTRY_USERNAME": "admin", "AIRGAP_REGISTRY_PASSWORD": "Harbo
 @pytest.fixture
 def harbor(registry_factory, tmp_path_factory):
     from harbor_standin import HarborStandIn, TokenSigner
-    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), {"admin": ADMIN["AIRGAP_REGISTRY_PASSWORD"]})
+    users = {"admin": ADMIN["AIRGAP_REGISTRY_PASSWORD"]}
+    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), users)
     standin.start()
     try:
         backend = registry_factory(auth_config=standin.auth_config())
