@@ -15,13 +15,16 @@ a second release never rewrites a tag; one that would need to is refused before 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tarfile
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from ecr_standin import ecr, ecr_env, moto_server  # noqa: F401  (fixtures)
 from helpers import REPO, airgap, load_report, module_registry, run_load, write_images_md
 from synth import LayerSpec, add_image
 
@@ -172,6 +175,13 @@ def _manifest_bytes(reg, repo: str, digest: str) -> bytes:
     return resp.content
 
 
+def _manifest_index(reg, repo: str, digest: str) -> bytes:
+    resp = reg.client().get(reg.url(f"/v2/{repo}/manifests/{digest}"),
+                            headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    assert resp.status_code == 200, (repo, digest, resp.status_code)
+    return resp.content
+
+
 def _verify_relocated(tools: dict, upstream: dict, repo: str, tmp: Path) -> None:
     """What a cluster admission check or an auditor does at the target: offline, with the upstream key."""
     pub = str(upstream["pub"])
@@ -258,6 +268,44 @@ def test_signed_bundle_our_signature_takes_the_sig_tag_and_verify_checks_attachm
            f"{repo}@{upstream['digest']}", cwd=tmp_path)
 
 
+def test_inventory_counts_attachments_and_a_delta_ships_only_the_new_ones(tools, upstream, registry_factory,
+                                                                         tmp_path):
+    """Release after release: the target's inventory lists what it holds, attachments included; the
+    next bundle, a delta against it, carries every attachment manifest but only blobs the target lacks."""
+    src, dst = upstream["registry"], registry_factory()
+    layout = tmp_path / "layout"
+    digest = add_image(layout, "other", layers=[LayerSpec(size=1 << 18, seed=41)])
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:other",
+                    f"docker://{src.host}/site/other:2.0"], check=True, capture_output=True)
+    first = _oras_attach(tools, f"{src.host}/site/other@{digest}", SPDX, "a.spdx.json", b'{"n":1}', tmp_path)
+    md = write_images_md(tmp_path / "OTHER.md", "2.0", [{"name": "other", "source": f"{src.host}/site/other:2.0"}])
+
+    def bundle(name: str, *extra: str) -> Path:
+        airgap("bundle", "--images", str(md), "-o", str(tmp_path / name), "--no-chart", "--insecure-registry",
+               "--store", str(tmp_path / "store"), *extra)
+        return tmp_path / name
+
+    load_report(bundle("full.tar"), dst, "inner", "--naming", "flat", "--values-out", str(tmp_path / "v.yaml"))
+    inv = tmp_path / "inventory.json"
+    summary = json.loads(airgap("inventory", "--registry", f"{dst.host}/inner", "--insecure-registry", "-o", str(inv),
+                                "--json").stdout)
+    assert summary["attachments"] == 1
+    assert [a["digest"] for a in json.loads(inv.read_text())["attachments"]["inner/other"]] == [first]
+
+    payload = b'{"bomFormat":"CycloneDX","n":2}'
+    second = _oras_attach(tools, f"{src.host}/site/other@{digest}", CYCLONEDX, "b.cdx.json", payload, tmp_path)
+    delta = bundle("delta.tar", "--base", str(inv))
+    m = json.loads(airgap("inspect", str(delta), "--json").stdout)
+    assert {a["digest"] for a in m["images"][0]["attachments"]} == {first, second}
+    with tarfile.open(delta) as tf:
+        members = set(tf.getnames())
+    image_blobs = [b for b in json.loads(_manifest_bytes(src, "site/other", digest))["layers"]]
+    assert not any(f"oci/blobs/sha256/{b['digest'].split(':')[1]}" in members for b in image_blobs)
+    assert f"oci/blobs/sha256/{hashlib.sha256(payload).hexdigest()}" in members   # the new SBOM's content
+    load_report(delta, dst, "inner", "--naming", "flat", "--values-out", str(tmp_path / "v.yaml"))
+    assert discover(tools, f"{dst.host}/inner/other@{digest}", tmp_path) == {first, second}
+
+
 # -- immutable targets ------------------------------------------------------------------------------
 
 ADMIN = {"AIRGAP_REGISTRY_USERNAME": "admin", "AIRGAP_REGISTRY_PASSWORD": "Harbor12345-test"}
@@ -275,6 +323,23 @@ def harbor(registry_factory, tmp_path_factory):
         yield standin
     finally:
         standin.stop()
+
+
+def test_immutable_ecr_takes_each_index_once_and_a_rerun_pushes_nothing(tools, upstream, carried, ecr,  # noqa: F811
+                                                                        tmp_path):
+    out, _, listed = carried
+    ecr.ecr.create_repository(repositoryName="imm/app", imageTagMutability="IMMUTABLE")
+    args = ["--registry", f"{ecr.data.host}/imm", "--insecure-registry", "--target", "ecr", "--naming", "flat",
+            "--values-out", str(tmp_path / "v.yaml")]
+    first = json.loads(airgap("load", "--insecure-skip-verify", str(out), *args, "--json", env=ecr_env(ecr)).stdout)
+    assert {a["digest"] for a in first["attachments"] + first["signatures"]} == {a["digest"] for a in listed}
+    index = ecr.registry.manifest_digest("imm/app", f"sha256-{upstream['digest'].split(':')[1]}")
+    assert index  # written once, listing both referrers of the index
+    again = json.loads(airgap("load", "--insecure-skip-verify", str(out), *args, "--json", env=ecr_env(ecr)).stdout)
+    assert again["manifests_pushed"] == 0
+    assert ecr.registry.manifest_digest("imm/app", f"sha256-{upstream['digest'].split(':')[1]}") == index
+    entries = json.loads(_manifest_index(ecr.registry, "imm/app", index))["manifests"]
+    assert {e["digest"] for e in entries} == {upstream["bundle"], upstream["spdx"]}
 
 
 def test_immutable_harbor_second_release_never_rewrites_a_tag(tools, upstream, carried, harbor, tmp_path):
