@@ -25,6 +25,7 @@ import httpx
 from airgap import limits
 from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.attachments import entries as attachment_entries
+from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
 from airgap.attachments import kinds, sbom_formats
 from airgap.chartpkg import package_chart
 from airgap.copy import Attached, CopyEngine, CopyJob, _Resolved, resolve, select_attachments
@@ -76,7 +77,7 @@ class BundleOptions:
     build: Callable[[], object] | None = None  # builds first-party images into the store (airgap.build)
     tools: Path | None = None        # a make dist wheelhouse to ship as tools/ (airgap.tools)
     # which upstream attachments travel (airgap.copy.select_attachments): all | signatures | none | TYPE,...
-    attachments: str = "all"
+    attachments: str = ATTACHMENTS_DEFAULT
 
 
 @dataclass

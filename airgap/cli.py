@@ -418,6 +418,10 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
     click.echo(f"{len(imgs)} images ({sum(1 for i in imgs if i.status == 'present')} already present): "
                f"{verb} {r.blobs_uploaded} blobs ({human_bytes(r.bytes_uploaded)}), mounted {r.blobs_mounted}, "
                f"skipped {r.blobs_present} present, in {result.seconds:.1f} s", err=True)
+    attached = [i for i in r.images if i.kind not in ("image", "chart", "record")]
+    if attached:
+        click.echo(f"{len(attached)} signatures and attachments ("
+                   f"{sum(1 for i in attached if i.status == 'present')} already present)", err=True)
     for p in result.written:
         click.echo(f"wrote {p}", err=True)
     if result.chart and not dry_run:

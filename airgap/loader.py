@@ -18,6 +18,7 @@ from pathlib import Path
 from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
+from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
 from airgap.attachments import check_relocation, selected
 from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs, select_attachments
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
@@ -55,7 +56,7 @@ class LoadOptions:
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
     naming: str = DEFAULT_NAMING   # upstream | flat: where images land (airgap/emit/mapping.py)
-    attachments: str = "all"     # which listed upstream attachments are relocated (airgap.attachments)
+    attachments: str = ATTACHMENTS_DEFAULT  # which listed upstream attachments are relocated (airgap.attachments)
 
 
 @dataclass

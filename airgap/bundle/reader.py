@@ -482,6 +482,13 @@ class BundleReader:
         itself (a referrer), the same artifact type. Nothing else in the bundle is an attachment."""
         if not image.attachments:
             return []
+        # load, verify and check_complete all ask: each manifest is read and checked once
+        cache: dict[str, list[tuple[Attachment, ImageManifest]]] = self.__dict__.setdefault("_attachments", {})
+        if image.name not in cache:
+            cache[image.name] = self._read_attachments(image)
+        return cache[image.name]
+
+    def _read_attachments(self, image: BundleImage) -> list[tuple[Attachment, ImageManifest]]:
         store = self.store()
         subjects = {m.digest for m in self.image_manifests(image)}
         out: list[tuple[Attachment, ImageManifest]] = []

@@ -246,6 +246,16 @@ def test_load_relocates_through_the_referrers_api_without_tags(tools, upstream, 
     assert discover(tools, f"{repo}@{upstream['platform']}", tmp_path, api=True) == {upstream["cdx"]}
     _verify_relocated(tools, upstream, repo, tmp_path)
 
+    # and a registry with the API is a source like any other: the next bundle finds them through it
+    queries = api.queries
+    md = write_images_md(tmp_path / "FROM-API.md", "1.0", [{"name": "app", "source": f"{repo}:1.0"}])
+    airgap("bundle", "--images", str(md), "-o", str(tmp_path / "again.tar"), "--no-chart", "--insecure-registry",
+           "--store", str(tmp_path / "store"))
+    again = json.loads(airgap("inspect", str(tmp_path / "again.tar"), "--json").stdout)["images"][0]["attachments"]
+    assert api.queries > queries
+    assert {(a["digest"], a["subject"], a["artifactType"]) for a in again} == \
+        {(a["digest"], a["subject"], a["artifactType"]) for a in listed}
+
 
 def test_signed_bundle_our_signature_takes_the_sig_tag_and_verify_checks_attachments(tools, upstream, tmp_path,
                                                                                       registry_factory):
