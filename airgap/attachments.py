@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from airgap.copy import Attached, AttachmentFilter, CopyJob, _Attachment
-from airgap.errors import TagConflict
+from airgap.copy import Attached, AttachmentFilter, CopyJob, _Attachment, select_attachments
+from airgap.errors import InputError, TagConflict
 from airgap.model import Digest
 from airgap.model.attachment import REFERRER, SBOM, Attachment, kind_of, referrers_tag
 from airgap.model.manifest import ImageIndex
@@ -34,6 +34,19 @@ if TYPE_CHECKING:
 #: the default of ``bundle --attachments`` and ``load --attachments``: regulated sites must keep SBOMs
 #: and provenance, and the signed manifest pins each one, so carrying them costs a few KiB per image.
 DEFAULT = "all"
+
+
+_WORDS = {"all", "none", "signatures", "sboms", "attestations", "signature", "sbom", "attestation", "other"}
+
+
+def check_spec(spec: str, option: str = "--attachments") -> AttachmentFilter | None:
+    """The filter ``spec`` names (:func:`airgap.copy.select_attachments`); a word that is neither a kind
+    nor a media type (``type/subtype``) is a typo that would silently carry nothing: refused."""
+    for word in (w.strip() for w in spec.split(",")):
+        if word and word not in _WORDS and word.count("/") != 1:
+            raise InputError(f"{option} {spec!r}: {word!r} is not all, none, signatures, sbom, attestation, "
+                             "other or an artifact type (type/subtype)")
+    return select_attachments(spec)
 
 
 def entries(found: Iterable[_Attachment], skip_tags: frozenset[str] = frozenset()) -> list[dict]:
@@ -130,4 +143,4 @@ def check_relocation(jobs: list[CopyJob], opened: OpenTarget, progress: Progress
                           "(load with --attachments signatures or none to leave them behind, or lift the rule)")
 
 
-__all__ = ["DEFAULT", "entries", "sbom_formats", "kinds", "selected", "check_relocation"]
+__all__ = ["DEFAULT", "check_spec", "entries", "sbom_formats", "kinds", "selected", "check_relocation"]

@@ -26,9 +26,9 @@ from airgap import limits
 from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.attachments import entries as attachment_entries
 from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
-from airgap.attachments import kinds, sbom_formats
+from airgap.attachments import check_spec, kinds, sbom_formats
 from airgap.chartpkg import package_chart
-from airgap.copy import Attached, CopyEngine, CopyJob, _Resolved, resolve, select_attachments
+from airgap.copy import Attached, CopyEngine, CopyJob, _Resolved, resolve
 from airgap.delta import Base
 from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.fsutil import atomic_write
@@ -214,6 +214,7 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in seconds") from None
     created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    discover = check_spec(options.attachments)
     # Chart and CRDs first: a typo there should fail before minutes of pulling.
     files: list[tuple[BundleFile, bytes | ToolFile]] = []
     chart_path = None if options.no_chart else (options.chart or (images.chart and images.base_dir / images.chart))
@@ -242,7 +243,6 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         plan: list[tuple[ImageEntry, CopyJob, str]] = []
         upstream: dict[str, dict] = {}
         cached: list[tuple[ImageEntry, CopyJob]] = []
-        discover = select_attachments(options.attachments)
         for entry in images.images:
             place, ref, tag = sources.locate(entry)
             tag = entry.tag or tag

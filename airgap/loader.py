@@ -19,8 +19,8 @@ from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
-from airgap.attachments import check_relocation, selected
-from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs, select_attachments
+from airgap.attachments import check_relocation, check_spec, selected
+from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.emit.values import render_values
 from airgap.errors import AirgapError, InputError, RegistryError
@@ -84,6 +84,7 @@ class LoadResult:
 
 def load_bundle(bundle: Path | list[Path], options: LoadOptions, progress: Progress | None = None) -> LoadResult:
     progress = progress or Progress()
+    check_spec(options.attachments)  # a typo fails before the bundle is opened
     if options.key is None and not options.insecure_skip_verify:
         raise InputError("airgap load needs --key cosign.pub to verify the bundle's signatures "
                          "(or --insecure-skip-verify to load an unverified bundle)")
@@ -123,7 +124,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         record = read_record(client, target, options.key, progress)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         jobs: list[CopyJob] = []
-        wanted = select_attachments(options.attachments)
+        wanted = check_spec(options.attachments)
         for i in m.images:
             src = reader.store(i.name)
             dst = opened.store(repository_for(i, target, options.naming))

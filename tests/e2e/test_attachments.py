@@ -166,6 +166,14 @@ def test_attachments_none_carries_nothing_and_a_type_selects(upstream, tmp_path)
     out, sboms = _bundle(tmp_path, upstream, "--attachments", "sbom", name="sbom.tar")
     listed = json.loads(airgap("inspect", str(out), "--json").stdout)["images"][0]["attachments"]
     assert {a["digest"] for a in listed} == {upstream["spdx"], upstream["cdx"]}
+    # a typo would carry nothing without a word: refused in one line, before anything is pulled
+    for cmd in (["bundle", "--images", str(_images_md(tmp_path, upstream)), "-o", str(tmp_path / "typo.tar"),
+                 "--no-chart", "--insecure-registry", "--store", str(tmp_path / "store")],
+                ["load", "--insecure-skip-verify", str(out), "--registry", "127.0.0.1:9/x", "--insecure-registry"]):
+        proc = airgap(*cmd, "--attachments", "sbomz", check=False)
+        assert proc.returncode != 0 and "'sbomz' is not all, none" in proc.stderr.strip().splitlines()[-1]
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "typo.tar").exists()
 
 
 def _manifest_bytes(reg, repo: str, digest: str) -> bytes:
