@@ -24,6 +24,9 @@ import httpx
 
 from airgap import limits
 from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
+from airgap.attachments import entries as attachment_entries
+from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
+from airgap.attachments import check_spec, kinds, sbom_formats
 from airgap.chartpkg import package_chart
 from airgap.copy import Attached, CopyEngine, CopyJob, _Resolved, resolve
 from airgap.delta import Base
@@ -31,6 +34,7 @@ from airgap.errors import AirgapError, DigestMismatch, InputError
 from airgap.fsutil import atomic_write
 from airgap.imagesfile import FileEntry, ImageEntry, ImagesFile
 from airgap.model import Descriptor, Digest, Platform, Reference
+from airgap.model.attachment import Attachment
 from airgap.model.manifest import ImageManifest, Manifest
 from airgap.places.base import Store
 from airgap.places.bundle import BundleHead, BundlePlace
@@ -72,6 +76,8 @@ class BundleOptions:
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
     build: Callable[[], object] | None = None  # builds first-party images into the store (airgap.build)
     tools: Path | None = None        # a make dist wheelhouse to ship as tools/ (airgap.tools)
+    # which upstream attachments travel (airgap.copy.select_attachments): all | signatures | none | TYPE,...
+    attachments: str = ATTACHMENTS_DEFAULT
 
 
 @dataclass
@@ -88,7 +94,8 @@ class BundleResult:
                 "release": self.manifest.release, "blobs": self.manifest.blob_count,
                 "blob_bytes": self.manifest.blob_bytes,
                 "images": [{"name": i.name, "tag": i.tag, "digest": i.digest, "source": i.source,
-                            "platforms": i.platforms} for i in self.manifest.images],
+                            "platforms": i.platforms, "attachments": kinds(i.attachments),
+                            "sbom": sbom_formats(i.attachments)} for i in self.manifest.images],
                 "files": [{"path": f.path, "kind": f.kind, "sha256": f.sha256} for f in self.manifest.files]}
 
 
@@ -207,6 +214,7 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a Unix time in seconds") from None
     created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+    discover = check_spec(options.attachments)
     # Chart and CRDs first: a typo there should fail before minutes of pulling.
     files: list[tuple[BundleFile, bytes | ToolFile]] = []
     chart_path = None if options.no_chart else (options.chart or (images.chart and images.base_dir / images.chart))
@@ -249,7 +257,8 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
                 # Blobs an earlier (perhaps interrupted) bundle left in the local store are read from
                 # there; the rest stream from the registry into the bundle and the store at once.
                 src = _ReadThrough(place, sources.store)
-            job = CopyJob(entry.name, src, ref, src, [f"{entry.name}:{tag}"], platforms)
+            # discover: the upstream's attachments of the image and of each platform manifest, recursively
+            job = CopyJob(entry.name, src, ref, src, [f"{entry.name}:{tag}"], platforms, discover=discover)
             plan.append((entry, job, tag))
             if src is not place:
                 cached.append((entry, job))
@@ -300,6 +309,9 @@ class _ReadThrough(Store):
 
     def blob_exists(self, desc: Descriptor) -> bool:
         return self.cache.blob_exists(desc) or self.origin.blob_exists(desc)
+
+    def attachments(self, subject: Digest) -> list[Attachment]:
+        return self.origin.attachments(subject)  # found where they are published: the registry
 
 
 def _cache_manifests(store: LayoutStore, r: _Resolved, tag: str) -> None:
@@ -415,11 +427,29 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
                     small[b.digest] = b.size
                 tags[f"{entry.name}:{att.tag}"] = sig.descriptor
                 signatures.append({"signed": str(digest), "digest": str(att.digest), "size": len(sig.data)})
+        # Upstream attachments, as discovered: listed in the signed manifest, carried as the image's.
+        # Where we sign, our .sig takes the cosign tag; the upstream's legacy .sig under it stays behind
+        # (it was checked at bundle time when IMAGES.md says verify:).
+        listed = attachment_entries(r.attachments, frozenset(a.attachment.tag for a in attach
+                                                             if a.attachment.tag))
+        carried = {e["digest"] for e in listed}
+        for a in r.attachments:
+            if str(a.att.digest) not in carried:
+                continue
+            small[a.att.digest] = len(a.manifest.data)
+            for b in a.manifest.blobs():
+                blobs.setdefault(b.digest, b.size)  # an SBOM may be large: a blob like any other
+            if a.att.tag:
+                tags[f"{entry.name}:{a.att.tag}"] = a.manifest.descriptor
+            attach.append(a.attached)
+        if listed:
+            progress.note(f"  {entry.name}: {len(listed)} attachments "
+                          f"({', '.join(f'{n} {k}' for k, n in sorted(kinds(listed).items()))})")
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
-            identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
+            identity=identity, signatures=signatures, upstream=upstream.get(entry.name), attachments=listed))
         tags[f"{entry.name}:{tag}"] = r.root.descriptor
         done.append((r, attach, tag))
     referenced = sorted({str(d) for d in [*blobs, *small]})
@@ -427,8 +457,11 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     if options.base is not None:
         # Manifests and signatures always travel: they are small and the load needs them to push tags.
         held = frozenset(str(d) for d in blobs if str(d) in options.base.blobs and d not in small)
+        carried_all = [a["digest"] for i in bundle_images for a in i.attachments]
+        fresh = sum(1 for d in carried_all if d not in options.base.attachments and d not in options.base.blobs)
         progress.note(f"delta against {options.base.kind} {options.base.source} (release {options.base.release}): "
-                      f"{len(held)} blobs left out, {len(blobs) - len(held)} shipped")
+                      f"{len(held)} blobs left out, {len(blobs) - len(held)} shipped; "
+                      f"{len(carried_all)} attachments, {fresh} new since the base")
     for d in list(blobs):
         if str(d) in held:
             blobs.pop(d)

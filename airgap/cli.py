@@ -206,12 +206,15 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
               help="Offline installer of airgap to ship as tools/ (a make dist wheelhouse). Default: "
                    "$AIRGAP_TOOLS, else dist/airgap-oci-VERSION when make dist built it.")
 @click.option("--no-tools", is_flag=True, help="Ship no tools/ (airgap's installer) in the bundle.")
+@click.option("--attachments", default="all", show_default=True, metavar="all|signatures|none|TYPE,...",
+              help="Upstream attachments (SBOMs, attestations, signatures, other referrers) of each image and "
+                   "platform manifest to carry, recursively; listed in the signed bundle manifest.")
 @_build_options
 @_registry_options
 @click.pass_obj
 def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, platforms, credentials_host, store,
-           key_path, base_path, base_key, split, as_json, no_build, tools_dir, no_tools, source, builder, build_args,
-           **reg) -> None:
+           key_path, base_path, base_key, split, as_json, no_build, tools_dir, no_tools, attachments, source, builder,
+           build_args, **reg) -> None:
     """Build the first-party images, pull the third-party ones, sign and pack them with the chart and CRDs."""
     from airgap import imagesfile
     from airgap.bundler import BundleOptions, create_bundle, default_store
@@ -244,7 +247,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
                          platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
                          registry=registry_options,
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress,
-                         tools=tools_dir)
+                         tools=tools_dir, attachments=attachments)
     progress = make_progress(obj["quiet"])
     try:
         result = create_bundle(images, opts, progress)
@@ -382,12 +385,14 @@ _REG_KEYS = ("ca_file", "insecure_registry", "allow_insecure_auth", "username", 
 @click.option("--policy-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where policy.json, registries.d/ and kyverno-policy.yaml go (default: next to the values file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("--attachments", default="all", show_default=True, metavar="all|signatures|none|TYPE,...",
+              help="Which of the bundle's upstream attachments (SBOMs, attestations, ...) to relocate with each image.")
 @_target_options
 @_registry_options
 @click.pass_obj
 def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, scratch_dir, key_path,
-         insecure_skip_verify, allow_downgrade, policy_dir, as_json, target_kind, create_namespaces, mount,
-         no_chart_push, emit, out_dir, naming, **reg) -> None:
+         insecure_skip_verify, allow_downgrade, policy_dir, as_json, attachments, target_kind, create_namespaces,
+         mount, no_chart_push, emit, out_dir, naming, **reg) -> None:
     """Verify BUNDLE, push its images to a private registry and write the Helm values file."""
     from airgap.emit import parse_emit
     from airgap.loader import LoadOptions, load_bundle
@@ -408,7 +413,8 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
                        values_out=None if to_stdout else Path(values_out), crds_out=crds_out, chart_out=chart_out,
                        dry_run=dry_run, concurrency=reg["concurrency"], scratch=scratch_dir, target_kind=target_kind,
                        create_namespaces=create_namespaces, mount=mount, push_chart=not no_chart_push,
-                       emit=parse_emit(emit) if emit else (), out_dir=out_dir, naming=naming)
+                       emit=parse_emit(emit) if emit else (), out_dir=out_dir, naming=naming,
+                       attachments=attachments)
     progress = make_progress(obj["quiet"])
     try:
         result = load_bundle(list(bundle_paths), opts, progress)
@@ -427,6 +433,10 @@ def load(obj, bundle_paths, registry, values_out, crds_out, chart_out, dry_run, 
     click.echo(f"{len(imgs)} images ({sum(1 for i in imgs if i.status == 'present')} already present): "
                f"{verb} {r.blobs_uploaded} blobs ({human_bytes(r.bytes_uploaded)}), mounted {r.blobs_mounted}, "
                f"skipped {r.blobs_present} present, in {result.seconds:.1f} s", err=True)
+    attached = [i for i in r.images if i.kind not in ("image", "chart", "record")]
+    if attached:
+        click.echo(f"{len(attached)} signatures and attachments ("
+                   f"{sum(1 for i in attached if i.status == 'present')} already present)", err=True)
     for p in result.written:
         click.echo(f"wrote {p}", err=True)
     if result.chart and not dry_run:
@@ -533,10 +543,22 @@ def inspect(obj, bundle_path: Path, as_json: bool, manifest_out: Path | None) ->
     console = _stdout_console(240)
     console.print(f"[bold]{bundle_path}[/]: release {m.release}, created {m.created}, "
                   f"{m.blob_count} blobs, {human_bytes(m.blob_bytes)}")
-    table = Table("image", "tag", "digest", "platforms", "size", "source", box=None)
+    from airgap.attachments import kinds, sbom_formats
+
+    table = Table("image", "tag", "digest", "platforms", "size", "attachments", "sbom", "source", box=None)
     for i in m.images:
-        table.add_row(i.name, i.tag, i.digest[:19], ",".join(i.platforms) or "-", human_bytes(i.blob_bytes), i.source)
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(kinds(i.attachments).items())) or "-"
+        table.add_row(i.name, i.tag, i.digest[:19], ",".join(i.platforms) or "-", human_bytes(i.blob_bytes),
+                      counts, ",".join(sbom_formats(i.attachments)) or "none", i.source)
     console.print(table)
+    if any(i.attachments for i in m.images):
+        atts = Table("image", "attachment", "type", "subject", "size", "found by", box=None)
+        for i in m.images:
+            for a in i.attachments:
+                subject = "image" if a["subject"] == i.digest else a["subject"][:19]
+                atts.add_row(i.name, a["digest"][:19], a["artifactType"], subject,
+                             human_bytes(a["size"] + a["blobBytes"]), a.get("tag") or a["foundBy"])
+        console.print(atts)
     if m.files:
         files = Table("file", "kind", "sha256", "size", box=None)
         tools = [f for f in m.files if f.kind == "tool"]  # dozens of wheels: one line (--json lists them)
@@ -579,10 +601,12 @@ def inventory(obj, registry, output, repos, key_path, as_json, target_kind, **re
         progress.close()
     written = write_inventory(inv, output, key)
     summary = {"registry": inv.registry, "repositories": len(inv.repositories), "blobs": len(inv.blobs),
+               "attachments": sum(len(a) for a in inv.attachments.values()),
                "files_written": [str(p) for p in written]}
     if as_json or not obj["quiet"]:
         click.echo(json.dumps(summary, indent=2) if as_json else
-                   f"{output}: {len(inv.repositories)} repositories, {len(inv.blobs)} blobs and manifests")
+                   f"{output}: {len(inv.repositories)} repositories, {len(inv.blobs)} blobs and manifests, "
+                   f"{summary['attachments']} attachments")
 
 
 @cli.command()

@@ -452,10 +452,14 @@ class CopyEngine:
             # A referrer's subject goes first: some registries index a subject only once it exists.
             self._put_manifest(r, r.root)
             n += 1
+        index: dict[Digest, list[Attachment]] = {}  # tag-schema entries still to write, per subject
         for a in r.attachments:  # in resolution order: every subject before what refers to it
             if not dst.has_attachment(a.att):
-                self._put_attachment(r, a)
+                if self._put_attachment(r, a):
+                    index.setdefault(a.att.subject, []).append(a.att)
                 n += 1
+        for subject, atts in index.items():  # one write per subject's index: immutable targets take it once
+            dst.add_all_to_tag_schema(subject, atts)
         if not r.job.tags:
             if not dst.manifest_exists(r.root.digest):
                 self._put_manifest(r, r.root)
@@ -489,14 +493,14 @@ class CopyEngine:
                 r.job.dst.put_manifest(image)
         r.job.dst.put_manifest(manifest, tag)
 
-    def _put_attachment(self, r: _Resolved, a: _Attachment) -> None:
-        """Push one attachment, with the same lost-content fallback as images (Nexus)."""
+    def _put_attachment(self, r: _Resolved, a: _Attachment) -> bool:
+        """Push one attachment's manifest, with the same lost-content fallback as images (Nexus); True
+        when its subject's tag-schema index must still list it."""
         try:
-            r.job.dst.put_attachment(a.manifest, a.att)
-            return
+            return r.job.dst.push_attachment(a.manifest, a.att)
         except ManifestBlobUnknown:
             self.progress.note(f"! {r.job.dst.description}: registry lost content of {a.att.digest.short}; "
                                "re-uploading it without trusting HEAD")
         for blob in a.manifest.blobs():
             self._upload(a.attached.src, r.job.dst, blob)
-        r.job.dst.put_attachment(a.manifest, a.att)
+        return r.job.dst.push_attachment(a.manifest, a.att)

@@ -25,6 +25,7 @@ class Base:
     release: str
     blobs: frozenset[str]     # every digest the target holds once the base is loaded
     source: str
+    attachments: frozenset[str] = frozenset()  # attachment manifests the base carried or the target holds
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "digest": self.digest, "release": self.release, "source": Path(self.source).name}
@@ -63,10 +64,14 @@ def load_base(path: Path, key: PublicKey | None = None) -> Base:
         if not m.referenced:
             raise InputError(f"base {path} was written by an airgap that did not record its blobs; "
                              "use an inventory of the target instead (airgap inventory)")
-        return Base("bundle", digest, m.release, frozenset(m.referenced), str(path))
+        return Base("bundle", digest, m.release, frozenset(m.referenced), str(path),
+                    frozenset(a["digest"] for i in m.images for a in i.attachments))
     if doc.get("kind") == "AirgapInventory":
         blobs = doc.get("blobs") or []
         if not isinstance(blobs, list) or not all(isinstance(b, str) for b in blobs):
             raise InputError(f"base {path}: malformed inventory (blobs: must be a list of digests)")
-        return Base("inventory", digest, str(doc.get("registry", "")), frozenset(blobs), str(path))
+        listed = doc.get("attachments") if isinstance(doc.get("attachments"), dict) else {}
+        known = frozenset(a["digest"] for items in listed.values() if isinstance(items, list) for a in items
+                          if isinstance(a, dict) and isinstance(a.get("digest"), str))
+        return Base("inventory", digest, str(doc.get("registry", "")), frozenset(blobs), str(path), known)
     raise InputError(f"base {path} is neither an airgap bundle manifest nor an inventory")

@@ -18,6 +18,8 @@ from pathlib import Path
 from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
+from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
+from airgap.attachments import check_relocation, check_spec, selected
 from airgap.copy import Attached, CopyEngine, CopyJob, CopyReport, MissingBlobs
 from airgap.emit.mapping import DEFAULT_NAMING, repository_for
 from airgap.emit.values import render_values
@@ -54,6 +56,7 @@ class LoadOptions:
     emit: tuple[str, ...] = ()   # extra files from airgap.emit.EMITTERS, written into out_dir
     out_dir: Path | None = None
     naming: str = DEFAULT_NAMING   # upstream | flat: where images land (airgap/emit/mapping.py)
+    attachments: str = ATTACHMENTS_DEFAULT  # which listed upstream attachments are relocated (airgap.attachments)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class LoadResult:
 
 def load_bundle(bundle: Path | list[Path], options: LoadOptions, progress: Progress | None = None) -> LoadResult:
     progress = progress or Progress()
+    check_spec(options.attachments)  # a typo fails before the bundle is opened
     if options.key is None and not options.insecure_skip_verify:
         raise InputError("airgap load needs --key cosign.pub to verify the bundle's signatures "
                          "(or --insecure-skip-verify to load an unverified bundle)")
@@ -120,12 +124,15 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         record = read_record(client, target, options.key, progress)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         jobs: list[CopyJob] = []
+        wanted = check_spec(options.attachments)
         for i in m.images:
             src = reader.store(i.name)
             dst = opened.store(repository_for(i, target, options.naming))
             # The image's signatures travel as attachments of its graph; the signed bundle manifest
             # names exactly which (the scoped store resolves nothing else).
-            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag], attach=_signatures(i, src)))
+            # Then the upstream attachments it lists, each checked against it before anything is pushed.
+            jobs.append(CopyJob(i.name, src, i.digest, dst, [i.tag],
+                                attach=_signatures(i, src) + selected(reader, i, src, wanted)))
         if options.push_chart and m.chart:
             from airgap import chartoci
             art = chartoci.build(reader.read_member(m.chart.path, limit=limits.CHART_BYTES),
@@ -145,6 +152,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags, writes_planned
         jobs = plan_tags(jobs, m, opened, options.key, progress, options.concurrency)
+        check_relocation(jobs, opened, progress)
         # A reload of what the target holds writes nothing: no push-rights probe (a POST and a DELETE).
         record_due = options.key is not None and not is_recorded(record, reader.manifest_bytes)
         if not options.dry_run and jobs and (record_due or writes_planned(jobs)):

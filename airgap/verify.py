@@ -30,6 +30,7 @@ class ImageCheck:
     digest: str
     identity: str
     signatures_verified: int
+    attachments: int = 0     # upstream attachments listed, each checked against its subject and digest
 
 
 @dataclass
@@ -72,7 +73,8 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
             if verified.docker_reference != image.identity:
                 raise SignatureError(f"{where}: image {image.name}:{image.tag} is signed as "
                                      f"{verified.docker_reference!r}, the bundle says {image.identity!r}")
-        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, len(needed)))
+        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, len(needed),
+                                        len(reader.attachments(image))))
     return report
 
 

@@ -30,6 +30,10 @@ class BundleImage:
     # {"signed": image digest, "digest": signature manifest digest, "size": its size}
     signatures: list[dict] = field(default_factory=list)
     upstream: dict | None = None  # result of verifying the upstream's own signature at bundle time
+    # Upstream attachments carried with the image (SBOMs, attestations, referrer signatures), subjects
+    # before what refers to them: {"digest", "subject", "artifactType", "mediaType", "size", "foundBy",
+    # "tag" (cosign-tag ones), "blobBytes"}. The load relocates exactly these (airgap.attachments).
+    attachments: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict, compare=False)  # fields a newer airgap wrote, kept as read
 
     @property

@@ -25,10 +25,11 @@ from airgap import limits, safejson
 from airgap.bundle.format import LAYOUT_DIR, MANIFEST_NAME, SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
 from airgap.bundle.schema import MAX_CHART_BYTES, MAX_MANIFEST_BYTES, MAX_VALUES
 from airgap.bundle.writer import BLOCK, RECORD
-from airgap.errors import BundleError, DigestMismatch, InputError
+from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
-from airgap.model.manifest import ImageIndex, Manifest
+from airgap.model.attachment import REFERRER, Attachment
+from airgap.model.manifest import ImageIndex, ImageManifest, Manifest
 from airgap.names import relative_path_problem
 from airgap.places.base import Store
 from airgap.places.layout import REF_NAME
@@ -469,6 +470,55 @@ class BundleReader:
             out[i.ref_name] = (i.digest, i.size)
             for s in i.signatures:
                 out[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
+            for a in i.attachments:  # upstream cosign .sig/.att/.sbom tags keep their tags
+                if a.get("tag"):
+                    out[f"{i.name}:{a['tag']}"] = (a["digest"], a["size"])
+        return out
+
+    def attachments(self, image: BundleImage) -> list[tuple[Attachment, ImageManifest]]:
+        """The upstream attachments the signed manifest lists for ``image``, each read and checked before
+        anything uses it: its digest and size, an image manifest, a subject that is the image, one of
+        its platform manifests or an attachment listed before it, the same subject in the manifest
+        itself (a referrer), the same artifact type. Nothing else in the bundle is an attachment."""
+        if not image.attachments:
+            return []
+        # load, verify and check_complete all ask: each manifest is read and checked once
+        cache: dict[str, list[tuple[Attachment, ImageManifest]]] = self.__dict__.setdefault("_attachments", {})
+        if image.name not in cache:
+            cache[image.name] = self._read_attachments(image)
+        return cache[image.name]
+
+    def _read_attachments(self, image: BundleImage) -> list[tuple[Attachment, ImageManifest]]:
+        store = self.store()
+        subjects = {m.digest for m in self.image_manifests(image)}
+        out: list[tuple[Attachment, ImageManifest]] = []
+        for e in image.attachments:
+            where = f"{self.display}: image {image.name}:{image.tag}: attachment {e['digest'][:19]}"
+            subject = Digest.parse(e["subject"])
+            if subject not in subjects:
+                raise BundleError(f"{where}: its subject {subject.short} is not the image, one of its platform "
+                                  "manifests or an attachment listed before it; refused")
+            try:
+                manifest = store.fetch_manifest(e["digest"])
+            except AirgapError as exc:  # missing, damaged, not a manifest: named as this attachment
+                raise BundleError(f"{where}: {exc}") from None
+            if not isinstance(manifest, ImageManifest) or manifest.media_type != e["mediaType"] \
+                    or len(manifest.data) != e["size"]:
+                raise BundleError(f"{where}: is {len(manifest.data)} bytes of {manifest.media_type}, the bundle "
+                                  f"manifest says {e['size']} bytes of {e['mediaType']}")
+            if e["foundBy"] == REFERRER:
+                named = manifest.subject.digest if manifest.subject is not None else None
+                if named != subject:
+                    raise BundleError(f"{where}: its manifest's subject is {named.short if named else 'absent'}, "
+                                      f"the bundle manifest says {subject.short}; refused")
+                att = Attachment.of(subject, manifest)
+            else:
+                att = Attachment.of(subject, manifest, e["tag"])
+            if att.artifact_type != e["artifactType"]:
+                raise BundleError(f"{where}: its manifest is a {att.artifact_type}, the bundle manifest says "
+                                  f"{e['artifactType']}")
+            subjects.add(manifest.digest)
+            out.append((att, manifest))
         return out
 
     def blob_member(self, digest: Digest) -> str:
@@ -538,6 +588,16 @@ class BundleReader:
                         raise BundleError(f"{self.display}: blob {blob.digest} of image {image.name}:{image.tag} "
                                           f"is {member.size} bytes, its manifest says {blob.size}")
                     needed[blob.digest] = blob
+            for _, att in self.attachments(image):  # what the manifest lists must be here too
+                for blob in att.blobs():
+                    member = self.members.get(self.blob_member(blob.digest))
+                    if member is None and self.manifest.base:
+                        continue
+                    if member is None or member.size != blob.size:
+                        raise BundleError(f"{self.display}: attachment {att.digest.short} of image {image.name}:"
+                                          f"{image.tag} needs blob {blob.digest} ({blob.size} bytes), which the "
+                                          "bundle does not contain" + (" at that size" if member else ""))
+                    needed[blob.digest] = blob
         return needed
 
     def verify_files(self) -> None:
@@ -583,6 +643,15 @@ class BundleStore(Store):
 
     def manifest_exists(self, digest: Digest) -> bool:
         return self.reader.blob_member(digest) in self.reader.members
+
+    def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The referrers of ``subject`` the signed manifest lists for this image, and nothing else."""
+        image = next((i for i in self.reader.manifest.images if i.name == self.repository), None)
+        if image is None:
+            return []
+        return [Descriptor.from_json({"mediaType": a["mediaType"], "digest": a["digest"], "size": a["size"],
+                                      "artifactType": a["artifactType"]})
+                for a in image.attachments if a["foundBy"] == REFERRER and a["subject"] == str(subject)]
 
     @property
     def place_key(self) -> str:

@@ -9,6 +9,7 @@ against the document's size, depth and value limits (airgap.safejson), which app
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Any, Callable
 
 from airgap import limits, names, safejson
@@ -27,6 +28,7 @@ MAX_TEXT = limits.BUNDLE_TEXT
 MAX_SIZE = limits.BUNDLE_SIZE
 MAX_CHART_BYTES = limits.CHART_BYTES
 MAX_ROOT_MANIFEST = limits.MANIFEST_BYTES
+MAX_ATTACHMENTS = limits.MAX_ATTACHMENTS
 
 Rule = Callable[[str], "str | None"]
 
@@ -175,7 +177,57 @@ def _image(d: _Doc, value: Any, path: str) -> dict:
                             lambda v, p: d.str(v, p, lambda s: names.identity_problem(s) if s else None), ""),
         "signatures": [_signature(d, s, f"{path}.signatures[{n}]") for n, s in enumerate(signatures)],
         "upstream": upstream,
+        # absent in bundles made before attachments travelled: nothing but our signatures then
+        "attachments": _attachments(d, i, path, signatures),
     }
+
+
+_ARTIFACT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+                            r"(;[ -~]{0,200})?$")
+
+
+def _attachments(d: _Doc, image: dict, path: str, signatures: list) -> list[dict]:
+    """``images[].attachments``: each one an image manifest by digest, with its subject and how it is
+    found at a target; digests and cosign tags once each, never a tag one of our signatures uses."""
+    from airgap.model.attachment import COSIGN_SUFFIXES, COSIGN_TAG, REFERRER, cosign_tag
+
+    items = d.field(image, "attachments", path, lambda v, p: d.list(v, p, MAX_ATTACHMENTS), [])
+    digest = lambda v, p: d.str(v, p, names.digest_problem, 140)  # noqa: E731
+    taken = {cosign_tag(s["signed"]) for s in signatures if isinstance(s, dict) and isinstance(s.get("signed"), str)
+             and not names.digest_problem(s["signed"])}
+    out: list[dict] = []
+    seen: set[str] = set()
+    for n, value in enumerate(items):
+        where = f"{path}.attachments[{n}]"
+        a = d.obj(value, where)
+        entry = {
+            "digest": d.field(a, "digest", where, digest),
+            "subject": d.field(a, "subject", where, digest),
+            "artifactType": d.field(a, "artifactType", where, lambda v, p: d.str(
+                v, p, lambda t: None if _ARTIFACT_TYPE.match(t) else "is not a media type", 255)),
+            "mediaType": d.field(a, "mediaType", where, lambda v, p: d.str(
+                v, p, lambda t: None if t in MANIFEST_TYPES else "is not an image manifest media type")),
+            "size": d.field(a, "size", where, lambda v, p: d.int(v, p, 1, MAX_ROOT_MANIFEST)),
+            "foundBy": d.field(a, "foundBy", where, lambda v, p: d.str(
+                v, p, lambda f: None if f in (REFERRER, COSIGN_TAG) else f"must be {REFERRER} or {COSIGN_TAG}", 32)),
+            "blobBytes": d.field(a, "blobBytes", where, d.int, 0),
+        }
+        if entry["digest"] in seen:
+            raise d.fail(f"{where}.digest", f"{entry['digest']} is listed twice")
+        seen.add(entry["digest"])
+        if entry["foundBy"] == COSIGN_TAG:
+            tag = d.field(a, "tag", where, lambda v, p: d.str(v, p, limit=140))
+            if tag not in {cosign_tag(entry["subject"], s) for s in COSIGN_SUFFIXES}:
+                raise d.fail(f"{where}.tag", f"{_show(tag)} is not a cosign tag of its subject")
+            if tag in taken:
+                raise d.fail(f"{where}.tag", f"{tag!r} is already used (by one of the image's signatures or "
+                             "another attachment)")
+            taken.add(tag)
+            entry["tag"] = tag
+        elif "tag" in a and a["tag"] is not None:
+            raise d.fail(f"{where}.tag", "is only for cosign-tag attachments (a referrer is found by its subject)")
+        out.append(entry)
+    return out
 
 
 def _signature(d: _Doc, value: Any, path: str) -> dict:

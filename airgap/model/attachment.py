@@ -102,13 +102,20 @@ class Attachment:
         return cls(subject, manifest.descriptor, classify(manifest), COSIGN_TAG, tag)
 
 
-def merge_referrers(existing: ImageIndex | None, add: Descriptor) -> ImageIndex | None:
-    """The tag-schema index with ``add`` appended; None when it is listed already. Entries someone else
-    wrote stay as they are, in their order: the index is shared with every other tool."""
+def merge_referrers(existing: ImageIndex | None, add: Descriptor | list[Descriptor]) -> ImageIndex | None:
+    """The tag-schema index with ``add`` (one entry or several) appended; None when every one is listed
+    already. Entries someone else wrote stay as they are, in their order: the index is shared with every
+    other tool, and several at once make one write (an immutable target takes a new tag once)."""
     entries = list(existing.manifests) if existing is not None else []
-    if any(e.digest == add.digest for e in entries):
+    listed = {e.digest for e in entries}
+    new: list[Descriptor] = []
+    for d in add if isinstance(add, list) else [add]:
+        if d.digest not in listed:
+            listed.add(d.digest)
+            new.append(d)
+    if not new:
         return None
-    return build_index([*entries, add], annotations=dict(existing.annotations) if existing else None)
+    return build_index([*entries, *new], annotations=dict(existing.annotations) if existing else None)
 
 
 __all__ = ["Attachment", "REFERRER", "COSIGN_TAG", "classify", "kind_of", "referrers_tag", "cosign_tag",

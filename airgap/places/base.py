@@ -142,17 +142,27 @@ class Store(ABC):
     def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
         """Write an attachment whose blobs are in place: under its cosign tag, or by digest and, where
         the place has no referrers API, merged into the subject's tag-schema index."""
-        if att.found_by == COSIGN_TAG:
-            self.put_manifest(manifest, att.tag)
-            return
-        self.put_manifest(manifest)
-        if not self.referrers_api and self.tag_schema:
+        if self.push_attachment(manifest, att):
             self.add_to_tag_schema(att)
 
+    def push_attachment(self, manifest: Manifest, att: Attachment) -> bool:
+        """Write the attachment's manifest (under its cosign tag, or by digest); True when the subject's
+        tag-schema index must still list it (:meth:`add_all_to_tag_schema`, once per subject)."""
+        if att.found_by == COSIGN_TAG:
+            self.put_manifest(manifest, att.tag)
+            return False
+        self.put_manifest(manifest)
+        return not self.referrers_api and self.tag_schema
+
     def add_to_tag_schema(self, att: Attachment) -> None:
-        tag = referrers_tag(att.subject)
+        self.add_all_to_tag_schema(att.subject, [att])
+
+    def add_all_to_tag_schema(self, subject: Digest, atts: list[Attachment]) -> None:
+        """One write of the subject's ``sha256-<hex>`` index listing ``atts`` besides what it lists."""
+        tag = referrers_tag(subject)
         existing = self.fetch_tagged(tag)
-        merged = merge_referrers(existing if isinstance(existing, ImageIndex) else None, att.descriptor)
+        merged = merge_referrers(existing if isinstance(existing, ImageIndex) else None,
+                                 [a.descriptor for a in atts])
         if merged is not None:
             self.put_manifest(merged, tag)
 

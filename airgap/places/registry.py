@@ -194,18 +194,17 @@ class RegistryStore(Store):
         self.client.request("PUT", f"{put_url}{sep}digest={desc.digest}", scope=self._push,
                             headers={"Content-Length": "0"}, ok=(201, 204), what=what)
 
-    def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
+    def push_attachment(self, manifest: Manifest, att: Attachment) -> bool:
         if att.found_by == COSIGN_TAG:
             self.put_manifest(manifest, att.tag)
-            return
+            return False
         resp = self._put(manifest, None)
         # distribution-spec: a registry that indexed the subject says so with OCI-Subject; without
         # it the client keeps the tag-schema index itself (Distribution 2.8, Nexus).
         if resp is None or "oci-subject" not in resp.headers:
-            if self.tag_schema:
-                self.add_to_tag_schema(att)
-        else:
-            _REFERRERS_API.setdefault(self.client, True)
+            return self.tag_schema
+        _REFERRERS_API.setdefault(self.client, True)
+        return False
 
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
         self._put(manifest, tag)

@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 
 from hostile import MANIFEST, SIGNATURE, Base, Edit, make_base, make_chart, run_measured, tree
-from registry_server import RegistryError, require_tools, start_registry
+from helpers import module_registry
 
 MAX_RSS = 300 << 20
 MAX_SECONDS = 60
@@ -34,15 +34,8 @@ def base(tmp_path_factory) -> Base:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     """One registry for every case: a case that pushed anything would leave it dirty for the next."""
-    try:
-        require_tools("docker-registry")
-        rp = start_registry(tmp_path_factory.mktemp("hostile-registry"))
-    except RegistryError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield rp.registry
-    finally:
-        rp.stop()
+    with module_registry(tmp_path_factory.mktemp("hostile-registry")) as registry:
+        yield registry
 
 
 def _untouched(registry) -> None:

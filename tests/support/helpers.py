@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from synth import LayerSpec, add_image
@@ -115,3 +117,21 @@ def demo_bundle_parts(tmp: Path, *extra: str) -> tuple[Path, Path, dict[str, str
 
 def demo_bundle(tmp: Path, *extra: str) -> Path:
     return demo_bundle_parts(tmp, *extra)[0]
+
+
+@contextmanager
+def module_registry(workdir: Path) -> Iterator:
+    """A Distribution for a module-scoped fixture (``registry_factory`` is per test): started on
+    127.0.0.1, stopped however the module ends; a missing docker-registry fails with its reason."""
+    import pytest
+    from registry_server import RegistryError, require_tools, start_registry
+
+    try:
+        require_tools("docker-registry")
+        rp = start_registry(workdir)
+    except RegistryError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield rp.registry
+    finally:
+        rp.stop()
