@@ -68,6 +68,8 @@ class BundleOptions:
     concurrency: int = limits.COPY_CONCURRENCY
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
     key: PrivateKey | None = None  # signs every image (cosign format) and the bundle manifest
+    # legacy (.sig tags, what containers/image and cosign 2 verify), bundle (cosign v3 referrers) or both
+    signature_format: str = "legacy"
     base: Base | None = None       # make a delta: leave out the blobs the base references
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
     build: Callable[[], object] | None = None  # builds first-party images into the store (airgap.build)
@@ -381,7 +383,7 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
            resolved: list[_Resolved], files: list[tuple[BundleFile, Any]], created: str, epoch: int,
            progress: Progress, upstream: dict[str, dict], cache: LayoutStore | None) -> BundleResult:
     """Plan the head from the resolved graph, then one copy-engine run into the bundle place."""
-    from airgap.sign.formats import CosignLegacy
+    from airgap.sign.formats import signature_formats
     from airgap.sign.store import SignatureStore
 
     blobs: dict[Digest, int] = {}
@@ -391,7 +393,7 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     done: list[tuple[_Resolved, list[Attached], str]] = []  # each image's graph, our signatures, its tag
     # Kept by digest and key next to the content store: the same image gets the same .sig bytes in
     # every bundle, so immutable targets see a known tag, not a re-push (airgap/sign/store.py).
-    fmt = CosignLegacy(SignatureStore(options.store.parent / "signatures"))
+    fmts = signature_formats(options.signature_format, SignatureStore(options.store.parent / "signatures"))
     for (entry, _job, tag), r in zip(plan, resolved):
         small[r.root.digest] = len(r.root.data)
         for m in r.images:
@@ -400,26 +402,33 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
             blobs.setdefault(b.digest, b.size)
         identity = signed_identity(entry)
         signatures: list[dict] = []
+        bundle_signatures: list[dict] = []
         attach: list[Attached] = []
         if options.key is not None:
             # Like `cosign sign --recursive`: the index and every platform manifest. The signatures
             # are attachments of the image's graph: the engine writes them after what they sign.
-            signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
-            for digest in signed:
-                made = fmt.sign(options.key, identity, digest)
-                att = made.attachment
-                attach.append(Attached(att, made.store))
-                sig = made.store.fetch_manifest(str(att.digest))
-                small[att.digest] = len(sig.data)
-                for b in sig.blobs() if isinstance(sig, ImageManifest) else ():
-                    small[b.digest] = b.size
-                tags[f"{entry.name}:{att.tag}"] = sig.descriptor
-                signatures.append({"signed": str(digest), "digest": str(att.digest), "size": len(sig.data)})
+            signed = [r.root] + ([m for m in r.images] if r.images[0] is not r.root else [])
+            for fmt in fmts:
+                for subject in signed:
+                    made = fmt.sign(options.key, identity, subject.digest, subject.descriptor)
+                    att = made.attachment
+                    attach.append(Attached(att, made.store))
+                    sig = made.store.fetch_manifest(str(att.digest))
+                    small[att.digest] = len(sig.data)
+                    for b in sig.blobs() if isinstance(sig, ImageManifest) else ():
+                        small[b.digest] = b.size
+                    record = {"signed": str(subject.digest), "digest": str(att.digest), "size": len(sig.data)}
+                    if att.tag is not None:
+                        tags[f"{entry.name}:{att.tag}"] = sig.descriptor
+                    # Referrers in their own list: an older reader takes every `signatures` entry for a
+                    # .sig tag, and ignores (but keeps) a field it does not know.
+                    (signatures if fmt.name == "legacy" else bundle_signatures).append(record)
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
-            identity=identity, signatures=signatures, upstream=upstream.get(entry.name)))
+            identity=identity, signatures=signatures, upstream=upstream.get(entry.name),
+            bundle_signatures=bundle_signatures))
         tags[f"{entry.name}:{tag}"] = r.root.descriptor
         done.append((r, attach, tag))
     referenced = sorted({str(d) for d in [*blobs, *small]})

@@ -192,6 +192,11 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
               help="Offline installer of airgap to ship as tools/ (a make dist wheelhouse). Default: "
                    "$AIRGAP_TOOLS, else dist/airgap-oci-VERSION when make dist built it.")
 @click.option("--no-tools", is_flag=True, help="Ship no tools/ (airgap's installer) in the bundle.")
+@click.option("--signature-format", type=click.Choice(["legacy", "bundle", "both"]), default="legacy",
+              show_default=True,
+              help="How images are signed: cosign's sha256-<hex>.sig tags (legacy: what containers/image "
+                   "policy.json, CRI-O, podman and cosign 2 verify), cosign v3 Sigstore-bundle referrers "
+                   "(bundle), or both side by side.")
 @_build_options
 @_registry_options
 @click.pass_obj
@@ -230,7 +235,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
                          platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
                          registry=registry_options,
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress,
-                         tools=tools_dir)
+                         tools=tools_dir, signature_format=reg["signature_format"])
     progress = make_progress(obj["quiet"])
     try:
         result = create_bundle(images, opts, progress)

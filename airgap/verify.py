@@ -19,7 +19,7 @@ from airgap.model.manifest import ImageIndex
 from airgap.progress import Progress
 from airgap.sign.blob import verify_blob
 from airgap.sign.cosign import SignatureError
-from airgap.sign.formats import CosignLegacy, verify_any
+from airgap.sign.formats import recorded_signatures
 from airgap.sign.keys import PublicKey
 
 
@@ -57,22 +57,31 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
     verify_blob(key, reader.manifest_bytes, signature, f"bundle {where}")
     m = reader.manifest
     report = VerifyReport(where, m.release, key.fingerprint)
-    fmt = CosignLegacy()
     for image in m.images:
         # The same graph the load copies: the image's store, its manifests, the signatures it holds.
         store = reader.store(image.name)
         manifests = reader.image_manifests(image)
         root = manifests[0]
         needed = [root.digest] + ([c.digest for c in manifests[1:]] if isinstance(root, ImageIndex) else [])
+        label = f"{where}: image {image.name}:{image.tag}"
+        found = recorded_signatures(store, image.signatures, image.bundle_signatures)
+        verified_count = 0
         for digest in needed:
-            try:
-                verified = verify_any(fmt, store, key, digest)
-            except SignatureError as exc:
-                raise SignatureError(f"{where}: image {image.name}:{image.tag} ({digest.short}): {exc}") from None
-            if verified.docker_reference != image.identity:
-                raise SignatureError(f"{where}: image {image.name}:{image.tag} is signed as "
-                                     f"{verified.docker_reference!r}, the bundle says {image.identity!r}")
-        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, len(needed)))
+            # Every signature we recorded must verify (we made them all: one that fails was altered),
+            # in whichever format it is; and every signed manifest needs at least one.
+            mine = [(fmt, att) for fmt, att in found if att.subject == digest]
+            if not mine:
+                raise SignatureError(f"{label} ({digest.short}): no signature of {digest} in {store.description}")
+            for fmt, att in mine:
+                try:
+                    verified = fmt.verify(store, att, key, digest)
+                except SignatureError as exc:
+                    raise SignatureError(f"{label} ({digest.short}, {fmt.name} format): {exc}") from None
+                if verified.docker_reference != image.identity:
+                    raise SignatureError(f"{label} is signed as {verified.docker_reference!r}, "
+                                         f"the bundle says {image.identity!r}")
+                verified_count += 1
+        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, verified_count))
     return report
 
 

@@ -467,7 +467,7 @@ class BundleReader:
         out: dict[str, tuple[str, int]] = {}
         for i in self.manifest.images:
             out[i.ref_name] = (i.digest, i.size)
-            for s in i.signatures:
+            for s in i.signatures:  # legacy only: Sigstore-bundle signatures (bundle_signatures) have no tag
                 out[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
         return out
 

@@ -139,3 +139,19 @@ def find_verified(fmt: SignatureFormat | list[SignatureFormat], store: Store, ke
         names = " or ".join(f.name for f in fmts)
         raise SignatureError(f"no {names} signature of {digest} in {store.description}")
     raise SignatureError("; ".join(reasons))
+
+
+def recorded_signatures(store: Store, legacy: list[dict], bundle: list[dict]
+                        ) -> list[tuple[SignatureFormat, Attachment]]:
+    """The signatures a bundle manifest records for an image, as attachments in ``store``: legacy ones
+    under their ``.sig`` tag, Sigstore-bundle referrers by the digest the record names (the signed
+    manifest pins it; the place need not list referrers). Unverified: see verify()."""
+    out: list[tuple[SignatureFormat, Attachment]] = []
+    legacy_fmt, bundle_fmt = CosignLegacy(), SigstoreBundle()
+    for record in legacy:
+        signed = Digest.parse(record["signed"])
+        out.extend((legacy_fmt, att) for att in legacy_fmt.find(store, signed))
+    for record in bundle:
+        manifest = store.fetch_manifest(record["digest"])
+        out.append((bundle_fmt, Attachment.of(Digest.parse(record["signed"]), manifest)))
+    return out

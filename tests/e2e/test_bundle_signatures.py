@@ -1,0 +1,172 @@
+"""Sigstore-bundle image signatures (cosign v3's format) with the real cosign, offline.
+
+- `airgap bundle --signature-format both|bundle` signs with legacy ``.sig`` tags and/or Sigstore-bundle
+  referrers; after `airgap load` into real Distribution (no referrers API: the referrers tag schema),
+  Debian trixie's cosign 2.5 accepts the relocated bundle signatures with the key
+  (``verify-attestation --new-bundle-format --type https://sigstore.dev/cosign/sign/v1``: cosign 2.5's
+  ``verify`` reads only the legacy format, "bundle support for image signatures is not yet implemented"),
+  and ``cosign verify`` still accepts the legacy ones; ``oras discover`` lists the referrer.
+- A bundle signature cosign 2.5 made (``attest --new-bundle-format --tlog-upload=false`` with cosign v3's
+  sign predicate, the closest 2.5 comes to v3 ``sign``) verifies with our code, found through the tag
+  schema although cosign lists it there with ``artifactType: application/vnd.oci.empty.v1+json``.
+Every cosign call passes ``--offline``/``--tlog-upload=false`` and an empty trusted root: no TUF, no Rekor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from airgap.model import Digest
+from airgap.places.registry import RegistryStore
+from airgap.registry.client import RegistryClient, RegistryOptions
+from airgap.sign import keys
+from airgap.sign.formats import SigstoreBundle, find_verified
+from airgap.sign.sigstore_bundle import BUNDLE_V03
+from helpers import REPO, airgap, demo_images_md, demo_layout, load_json, run_load
+
+PASSWORD = "correct horse battery staple"
+EMPTY_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": [],
+              "certificateAuthorities": [], "ctlogs": [], "timestampAuthorities": []}
+SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+
+
+def _trixie(tool: str) -> str:
+    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def cosign() -> str:
+    return _trixie("cosign")
+
+
+@pytest.fixture(scope="module")
+def oras() -> str:
+    return _trixie("oras")
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    airgap("keygen", "--output-key-prefix", str(d / "cosign"), env={"COSIGN_PASSWORD": PASSWORD})
+    (d / "empty-root.json").write_text(json.dumps(EMPTY_ROOT))
+    return d / "cosign.key", d / "cosign.pub"
+
+
+def _cosign(cosign: str, tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOME": str(tmp), "COSIGN_PASSWORD": PASSWORD, "TUF_ROOT": str(tmp / "tuf")}
+    proc = subprocess.run([cosign, *args], capture_output=True, text=True, env=env, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-500:]
+    return proc
+
+
+def _bundle(tmp: Path, keypair, fmt: str) -> tuple[Path, dict[str, str]]:
+    layout = tmp / "src"
+    digests = demo_layout(layout)
+    out = tmp / f"bundle-{fmt}.tar"
+    airgap("bundle", "--images", str(demo_images_md(tmp, layout)), "-o", str(out), "--no-chart",
+           "--store", str(tmp / "store"), "--key", str(keypair[0]), "--signature-format", fmt,
+           env={"COSIGN_PASSWORD": PASSWORD})
+    return out, digests
+
+
+def test_both_formats_travel_verify_and_are_accepted_by_real_cosign_after_load(tmp_path, keypair, registry,
+                                                                               cosign, oras):
+    bundle, _ = _bundle(tmp_path, keypair, "both")
+    manifest = json.loads(airgap("inspect", str(bundle), "--json").stdout)
+    images = {i["name"]: i for i in manifest.get("manifest", manifest)["images"]}
+    opensearch = images["opensearch"]
+    # The index and both platform manifests, in each format.
+    assert len(opensearch["signatures"]) == 3 and len(opensearch["bundleSignatures"]) == 3
+    report = load_json("verify", "--key", str(keypair[1]), str(bundle))
+    assert {i["name"]: i["signatures_verified"] for i in report["images"]}["opensearch"] == 6
+
+    run_load(bundle, registry, "haystack", key=keypair[1])
+    ref = f"{registry.host}/haystack/opensearch:2.18.0"
+    out = _cosign(cosign, tmp_path, "verify-attestation", "--new-bundle-format", "--key", str(keypair[1]),
+                  "--type", SIGN_PREDICATE, "--insecure-ignore-tlog", "--offline", "--allow-http-registry",
+                  "--trusted-root", str(keypair[1].parent / "empty-root.json"), ref)
+    statement = _payload(out.stdout)
+    assert statement["predicateType"] == SIGN_PREDICATE
+    assert statement["subject"][0]["digest"]["sha256"] == opensearch["digest"].split(":")[1]
+    _cosign(cosign, tmp_path, "verify", "--key", str(keypair[1]), "--insecure-ignore-tlog", "--offline",
+            "--allow-http-registry", ref)
+    # A platform manifest's signature travelled too, as a referrer of that manifest.
+    child = opensearch["bundleSignatures"][1]["signed"]
+    _cosign(cosign, tmp_path, "verify-attestation", "--new-bundle-format", "--key", str(keypair[1]),
+            "--type", SIGN_PREDICATE, "--insecure-ignore-tlog", "--offline", "--allow-http-registry",
+            "--trusted-root", str(keypair[1].parent / "empty-root.json"),
+            f"{registry.host}/haystack/opensearch@{child}")
+    discovered = subprocess.run([oras, "discover", "--plain-http", "--format", "json",
+                                 f"{registry.host}/haystack/opensearch@{opensearch['digest']}"],
+                                capture_output=True, text=True, check=True).stdout
+    types = {m.get("artifactType") for m in json.loads(discovered).get("manifests", json.loads(discovered)
+                                                                        .get("referrers", []))}
+    assert BUNDLE_V03 in types
+    # Another key is refused by cosign too: the check is real.
+    other = tmp_path / "other"
+    airgap("keygen", "--output-key-prefix", str(other), env={"COSIGN_PASSWORD": PASSWORD})
+    refused = _cosign(cosign, tmp_path, "verify-attestation", "--new-bundle-format", "--key", f"{other}.pub",
+                      "--type", SIGN_PREDICATE, "--insecure-ignore-tlog", "--offline", "--allow-http-registry",
+                      "--trusted-root", str(keypair[1].parent / "empty-root.json"), ref, check=False)
+    assert refused.returncode != 0
+
+
+def _payload(stdout: str) -> dict:
+    """The in-toto statement of the first DSSE envelope `cosign verify-attestation` prints."""
+    import base64
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(base64.b64decode(json.loads(line)["payload"]))
+    raise AssertionError(f"no envelope in {stdout[:500]!r}")
+
+
+def test_bundle_only_signatures_load_and_verify_without_any_sig_tag(tmp_path, keypair, registry):
+    bundle, digests = _bundle(tmp_path, keypair, "bundle")
+    report = load_json("verify", "--key", str(keypair[1]), str(bundle))
+    assert all(i["signatures_verified"] >= 1 for i in report["images"])
+    run_load(bundle, registry, "haystack", key=keypair[1])
+    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
+    try:
+        store = RegistryStore(client, "haystack/haystack-query")
+        digest = Digest.parse(digests["query"])
+        assert store.resolve_tag(f"sha256-{digest.hex}.sig") is None  # no tag: immutable targets are safe
+        verified, fmt, _ = find_verified([SigstoreBundle()], store, keys.load_public_key(keypair[1]), digest)
+        assert fmt.name == "bundle" and verified.docker_reference == "localhost/haystack-query"
+    finally:
+        client.close()
+
+
+def test_a_bundle_signature_cosign_made_verifies_with_our_code(tmp_path, keypair, registry, cosign):
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    bundle = tmp_path / "plain.tar"
+    airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(bundle), "--no-chart",
+           "--store", str(tmp_path / "store"))
+    run_load(bundle, registry, "up")
+    digest = Digest.parse(digests["query"])
+    predicate = tmp_path / "predicate.json"
+    predicate.write_text("{}")
+    _cosign(cosign, tmp_path, "attest", "--yes", "--new-bundle-format", "--tlog-upload=false",
+            "--allow-http-registry", "--key", str(keypair[0]), "--type", SIGN_PREDICATE, "--predicate",
+            str(predicate), f"{registry.host}/up/haystack-query@{digest}")
+    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
+    try:
+        store = RegistryStore(client, "up/haystack-query")
+        found = SigstoreBundle().find(store, digest)
+        assert len(found) == 1 and found[0].artifact_type == BUNDLE_V03
+        verified = SigstoreBundle().verify(store, found[0], keys.load_public_key(keypair[1]), digest)
+        assert verified.docker_reference == f"{registry.host}/up/haystack-query"
+        with pytest.raises(Exception, match="does not verify with key"):
+            SigstoreBundle().verify(store, found[0], keys.generate().public, digest)
+    finally:
+        client.close()
