@@ -7,20 +7,24 @@ the image signatures against the digests the manifest pins, then content. Nothin
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from airgap import limits
 from airgap.bundle.format import SIGNATURE_NAME
 from airgap.bundle.reader import BundleReader
 from airgap.errors import DigestMismatch
-from airgap.model import Descriptor
+from airgap.bundle.format import BundleImage
+from airgap.model import Descriptor, Digest
+from airgap.model.attachment import REFERRER, Attachment, classify
 from airgap.model.manifest import ImageIndex
 from airgap.progress import Progress
 from airgap.sign.blob import verify_blob
 from airgap.sign.cosign import SignatureError
 from airgap.sign.formats import recorded_signatures
-from airgap.sign.keys import PublicKey
+from airgap.sign.keys import PublicKey, load_public_key
 
 
 @dataclass
@@ -30,6 +34,7 @@ class ImageCheck:
     digest: str
     identity: str
     signatures_verified: int
+    upstream: str = ""  # the upstream's own signature, checked again here (or why it was not)
 
 
 @dataclass
@@ -81,8 +86,59 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
                     raise SignatureError(f"{label} is signed as {verified.docker_reference!r}, "
                                          f"the bundle says {image.identity!r}")
                 verified_count += 1
-        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, verified_count))
+        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, verified_count,
+                                        recheck_upstream(reader, image)))
     return report
+
+
+def recheck_upstream(reader: BundleReader, image: BundleImage) -> str:
+    """The upstream's signature of a mirrored image, checked again offline with the key or trusted
+    root that travelled in the bundle (the signed manifest pins both, and the signature's digest).
+    Raises SignatureError when it fails; returns what was checked, or why nothing was."""
+    up = image.upstream
+    if not up:
+        return ""
+    label = f"{reader.display}: image {image.name}:{image.tag}: upstream signature"
+    if not all(isinstance(up.get(k), str) for k in ("signature", "trust", "format", "digest")):
+        return "checked at bundle time (a bundle from an older airgap: the signature did not travel)"
+    from airgap.sign.formats import signature_format
+    from airgap.sign.keyless import KeylessTrust, available
+
+    fmt = signature_format(str(up["format"]))
+    trust_member = str(up["trust"])
+    entry = next((f for f in reader.manifest.files if f.path == trust_member), None)
+    if entry is None:
+        raise SignatureError(f"{label}: its trust file {trust_member} is not in the bundle manifest")
+    data = reader.read_member(trust_member, limit=limits.TRUST_FILE_BYTES)
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise DigestMismatch(f"{reader.display}: {trust_member}", entry.sha256, hashlib.sha256(data).hexdigest())
+    keyless = entry.kind == "trustedroot"
+    if keyless and not available():
+        return ("checked at bundle time; not re-checked here: keyless verification needs "
+                "pip install 'airgap-oci[keyless]' (Python 3.10 or newer)")
+    store = reader.store(image.name)
+    digest = Digest.parse(str(up["digest"]))
+    with tempfile.TemporaryDirectory(prefix="airgap-trust-") as tmp:
+        path = Path(tmp) / Path(trust_member).name
+        path.write_bytes(data)
+        trust: PublicKey | KeylessTrust
+        if keyless:
+            trust = KeylessTrust(path, _opt(up, "policyIdentity"), _opt(up, "policyIdentityRegexp"),
+                                 _opt(up, "policyIssuer"), _opt(up, "policyIssuerRegexp"))
+        else:
+            trust = load_public_key(path)
+        manifest = store.fetch_manifest(str(up["signature"]))
+        att = Attachment(digest, manifest.descriptor, classify(manifest), REFERRER)
+        try:
+            verified = fmt.verify(store, att, trust, digest)
+        except SignatureError as exc:
+            raise SignatureError(f"{label}: {exc}") from None
+    return f"{fmt.name} signature re-checked: {verified.key}"
+
+
+def _opt(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    return value if isinstance(value, str) else None
 
 
 def verify_content(reader: BundleReader, report: VerifyReport, progress: Progress | None = None,
