@@ -170,3 +170,63 @@ def test_a_bundle_signature_cosign_made_verifies_with_our_code(tmp_path, keypair
             SigstoreBundle().verify(store, found[0], keys.generate().public, digest)
     finally:
         client.close()
+
+
+def test_upstream_signed_in_the_bundle_format_is_checked_at_bundle_time_and_again_offline(
+        tmp_path, keypair, registry_factory, cosign):
+    """verify: {key: vendor.pub} on an upstream that cosign signed the v3 way (a Sigstore-bundle referrer,
+    no .sig tag): bundled, the signature and key travel, `airgap verify` checks them again."""
+    from helpers import write_images_md
+
+    upstream = registry_factory()
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    for name in ("query", "impostor"):
+        subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:query",
+                        f"docker://{upstream.host}/vendor/{name}:1.0"], check=True, capture_output=True)
+    predicate = tmp_path / "predicate.json"
+    predicate.write_text("{}")
+    _cosign(cosign, tmp_path, "attest", "--yes", "--new-bundle-format", "--tlog-upload=false",
+            "--allow-http-registry", "--key", str(keypair[0]), "--type", SIGN_PREDICATE, "--predicate",
+            str(predicate), f"{upstream.host}/vendor/query@{digests['query']}")
+    md = write_images_md(tmp_path / "IMAGES.md", "1.0.0", [
+        {"name": "query", "source": f"{upstream.host}/vendor/query:1.0", "verify": f"{{key: {keypair[1]}}}"}])
+    out = tmp_path / "b.tar"
+    airgap("bundle", "--images", str(md), "-o", str(out), "--no-chart", "--insecure-registry", "--store",
+           str(tmp_path / "store"), "--key", str(keypair[0]), env={"COSIGN_PASSWORD": PASSWORD})
+    manifest = json.loads(airgap("inspect", str(out), "--json").stdout)
+    image = manifest.get("manifest", manifest)["images"][0]
+    assert image["upstream"]["format"] == "bundle" and image["upstream"]["verified"] is True
+    assert image["upstream"]["signer"] == keys.load_public_key(keypair[1]).fingerprint
+    report = load_json("verify", "--key", str(keypair[1]), str(out))
+    assert report["images"][0]["upstream"].startswith("bundle signature re-checked")
+
+    # cosign's statement names the repository it signed: served under another name, it is refused.
+    _copy_referrers(upstream.host, "vendor/query", "vendor/impostor", Digest.parse(digests["query"]))
+    other = tmp_path / "other"
+    airgap("keygen", "--output-key-prefix", str(other), env={"COSIGN_PASSWORD": PASSWORD})
+    for name, key, words in (("query", f"{other}.pub", "upstream signature rejected"),
+                             ("impostor", str(keypair[1]), "upstream signature is for")):
+        md = write_images_md(tmp_path / "IMAGES2.md", "1.0.0", [
+            {"name": name, "source": f"{upstream.host}/vendor/{name}:1.0", "verify": f"{{key: {key}}}"}])
+        proc = airgap("bundle", "--images", str(md), "-o", str(tmp_path / "c.tar"), "--no-chart",
+                      "--insecure-registry", "--store", str(tmp_path / "store2"), check=False)
+        assert proc.returncode == 3 and words in proc.stderr and f"image {name}" in proc.stderr, proc.stderr
+        assert not (tmp_path / "c.tar").exists()
+
+
+def _copy_referrers(host: str, src_repo: str, dst_repo: str, subject: Digest) -> None:
+    """A mirror serving the vendor's signature next to another name: the referrer and its tag-schema index."""
+    from airgap.places.base import read_small
+
+    client = RegistryClient(host, RegistryOptions(insecure=True))
+    try:
+        src, dst = RegistryStore(client, src_repo), RegistryStore(client, dst_repo)
+        for att in SigstoreBundle().find(src, subject):
+            manifest = src.fetch_manifest(str(att.digest))
+            for blob in manifest.blobs():
+                data = read_small(src, blob)
+                dst.put_blob(blob, lambda data=data: iter([data]))
+            dst.put_attachment(manifest, att)
+    finally:
+        client.close()
