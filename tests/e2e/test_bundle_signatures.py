@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,83 @@ def _copy_referrers(host: str, src_repo: str, dst_repo: str, subject: Digest) ->
             dst.put_attachment(manifest, att)
     finally:
         client.close()
+
+
+def _push_keyless_signature(host: str, repo: str, digest: Digest, bundle_json: bytes) -> None:
+    """What `cosign sign` (v3, keyless) leaves in the registry: the bundle as a referrer of the image."""
+    from airgap.model.attachment import Attachment
+    from airgap.sign.sigstore_bundle import referrer_manifest
+
+    client = RegistryClient(host, RegistryOptions(insecure=True))
+    try:
+        store = RegistryStore(client, repo)
+        subject = store.fetch_manifest(str(digest)).descriptor
+        manifest, blobs = referrer_manifest(bundle_json, subject)
+        for desc in manifest.blobs():
+            data = blobs[desc.digest]
+            store.put_blob(desc, lambda data=data: iter([data]))
+        store.put_attachment(manifest, Attachment.of(digest, manifest))
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(not __import__("airgap.sign.keyless", fromlist=["x"]).available(),
+                    reason="the sigstore package (keyless extra) is not installed")
+def test_keyless_upstream_from_a_private_sigstore_end_to_end(tmp_path, keypair, registry_factory, registry):
+    """A vendor signs keyless with its own Sigstore (CA, CT log and transparency log keys made here, its
+    trusted_root.json): verify: identity + issuer + trusted-root passes at bundle time, the root travels,
+    `airgap verify` and load check again offline; a wrong identity, issuer or root is refused."""
+    from helpers import write_images_md
+    from private_sigstore import PrivateSigstore
+
+    from airgap.sign.dsse import make_statement
+
+    upstream = registry_factory()
+    layout = tmp_path / "src"
+    digests = demo_layout(layout)
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests", f"oci:{layout}:query",
+                    f"docker://{upstream.host}/vendor/query:1.0"], check=True, capture_output=True)
+    vendor = PrivateSigstore(tmp_path / "vendor-sigstore")
+    identity = "https://ci.vendor.example/pipelines/release@refs/tags/v1.0"
+    issuer = "https://token.ci.vendor.example"
+    digest = Digest.parse(digests["query"])
+    _push_keyless_signature(upstream.host, "vendor/query", digest,
+                            vendor.sign_dsse(make_statement(digest), identity, issuer))
+
+    def bundle(verify: str, out: Path, check: bool = True):
+        md = write_images_md(tmp_path / "IMAGES.md", "1.0.0", [
+            {"name": "query", "source": f"{upstream.host}/vendor/query:1.0", "verify": verify}])
+        return airgap("bundle", "--images", str(md), "-o", str(out), "--no-chart", "--insecure-registry",
+                      "--store", str(tmp_path / "store"), "--key", str(keypair[0]), check=check,
+                      env={"COSIGN_PASSWORD": PASSWORD})
+
+    good = tmp_path / "b.tar"
+    bundle(f"{{identity-regexp: 'https://ci\\.vendor\\.example/.+@refs/tags/v.+', issuer: {issuer}, "
+           f"trusted-root: {vendor.trusted_root}}}", good)
+    image = json.loads(airgap("inspect", str(good), "--json").stdout)["images"][0]
+    assert image["upstream"]["format"] == "bundle"
+    assert image["upstream"]["signer"] == f"keyless:{identity} @ {issuer}"
+    # `airgap verify` checks the keyless signature again, with the trusted root from the bundle only.
+    # No network at all (unshare -n): the check needs nothing but the bundle.
+    vendor.trusted_root.unlink()
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-m", "airgap", "verify", "--key", str(keypair[1]),
+                           str(good), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["images"][0]["upstream"] == f"bundle signature re-checked: keyless:{identity} @ {issuer}"
+    run_load(good, registry, "mirror", key=keypair[1])
+    vendor.trusted_root.write_text(json.dumps(vendor.trusted_root_doc()))
+
+    other = PrivateSigstore(tmp_path / "other-sigstore")
+    for verify, words in (
+            (f"{{identity: release@vendor.example, issuer: {issuer}, trusted-root: {vendor.trusted_root}}}",
+             "certificate identity is"),
+            (f"{{identity: '{identity}', issuer: https://accounts.google.com, trusted-root: {vendor.trusted_root}}}",
+             "certificate issuer is"),
+            (f"{{identity: '{identity}', issuer: {issuer}, trusted-root: {other.trusted_root}}}",
+             "keyless signature rejected")):
+        proc = bundle(verify, tmp_path / "c.tar", check=False)
+        assert proc.returncode == 3 and words in proc.stderr and "image query" in proc.stderr, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("airgap: error:")]
+        assert len(errors) == 1 and words in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "c.tar").exists()
