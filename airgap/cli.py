@@ -492,6 +492,8 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
     click.echo(f"{report.bundle}: OK. Release {report.release}, signed by {report.signer}")
     for i in report.images:
         click.echo(f"  {i.name}:{i.tag} {i.digest[:19]} signed as {i.identity} ({i.signatures_verified} signatures)")
+        if i.upstream:
+            click.echo(f"    upstream: {i.upstream}")
     click.echo(f"  {report.blobs_checked} blobs ({human_bytes(report.bytes_checked)}) and {report.files_checked} files "
                "match their digests")
 
