@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from airgap import limits, safejson
 from airgap.errors import AirgapError, NotFound, SignatureError
@@ -41,6 +41,9 @@ BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 EMPTY_JSON = b"{}"
 CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
 PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+
+if TYPE_CHECKING:
+    from airgap.sign.formats import Signed
 
 Trust = Union[PublicKey, KeylessTrust]
 
@@ -145,8 +148,8 @@ class SigstoreBundle:
         root = getattr(kept, "root", None)
         self.kept = BundleKeeper(Path(root)) if root is not None else None
 
-    def sign(self, key: PrivateKey, identity: str, digest: Digest, subject: Descriptor | None = None):
-        from airgap.sign.formats import Signed
+    def sign(self, key: PrivateKey, identity: str, digest: Digest, subject: Descriptor | None = None) -> Signed:
+        from airgap.sign.formats import Signed  # formats registers this class: imported here, not at the top
 
         if subject is None:
             raise SignatureError(f"a bundle signature of {digest} needs the signed manifest's descriptor")
