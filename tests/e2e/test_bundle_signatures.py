@@ -324,3 +324,33 @@ def test_keyless_upstream_from_a_private_sigstore_end_to_end(tmp_path, keypair, 
         errors = [line for line in proc.stderr.splitlines() if line.startswith("airgap: error:")]
         assert len(errors) == 1 and words in errors[0] and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "c.tar").exists()
+
+
+def test_on_a_target_with_the_referrers_api_bundle_signatures_need_no_tag_at_all(tmp_path, keypair,
+                                                                                   registry_factory, cosign):
+    """Harbor >= 2.8 and ECR index referrers by subject: the load writes the bundle signature by digest
+    only (no sha256-<hex> index, no .sig tag: nothing an immutable-tag rule could refuse), and both our
+    verifier and cosign find it through the API (tests/support/referrers_standin.py in front of Distribution)."""
+    import httpx
+    from referrers_standin import ReferrersStandIn
+
+    api = ReferrersStandIn(registry_factory().host)
+    try:
+        bundle, digests = _bundle(tmp_path, keypair, "bundle")
+        run_load(bundle, api.host, "haystack", key=keypair[1])
+        tags = httpx.get(f"http://{api.host}/v2/haystack/haystack-query/tags/list").json()["tags"]
+        assert tags == ["0.1.0"], tags
+        client = RegistryClient(api.host, RegistryOptions(insecure=True))
+        try:
+            store = RegistryStore(client, "haystack/haystack-query")
+            digest = Digest.parse(digests["query"])
+            verified, _, _ = find_verified([SigstoreBundle()], store, keys.load_public_key(keypair[1]), digest)
+            assert verified.digest == str(digest)
+        finally:
+            client.close()
+        _cosign(cosign, tmp_path, "verify-attestation", "--new-bundle-format", "--key", str(keypair[1]),
+                "--type", SIGN_PREDICATE, "--insecure-ignore-tlog", "--offline", "--allow-http-registry",
+                "--trusted-root", str(keypair[1].parent / "empty-root.json"),
+                f"{api.host}/haystack/haystack-query@{digest}")
+    finally:
+        api.stop()
