@@ -90,7 +90,7 @@ def test_both_formats_travel_verify_and_are_accepted_by_real_cosign_after_load(t
     report = load_json("verify", "--key", str(keypair[1]), str(bundle))
     assert {i["name"]: i["signatures_verified"] for i in report["images"]}["opensearch"] == 6
 
-    run_load(bundle, registry, "haystack", key=keypair[1])
+    run_load(bundle, registry, "haystack", "--values-out", str(tmp_path / "out" / "values.yaml"), key=keypair[1])
     ref = f"{registry.host}/haystack/opensearch:2.18.0"
     out = _cosign(cosign, tmp_path, "verify-attestation", "--new-bundle-format", "--key", str(keypair[1]),
                   "--type", SIGN_PREDICATE, "--insecure-ignore-tlog", "--offline", "--allow-http-registry",
@@ -148,7 +148,7 @@ def test_bundle_only_signatures_load_and_verify_without_any_sig_tag(tmp_path, ke
            env={"COSIGN_PASSWORD": PASSWORD})
     assert _bundle_signatures(again) == _bundle_signatures(bundle)
     assert all(len(v) >= 1 for v in _bundle_signatures(bundle).values())
-    run_load(bundle, registry, "haystack", key=keypair[1])
+    run_load(bundle, registry, "haystack", "--values-out", str(tmp_path / "out" / "values.yaml"), key=keypair[1])
     client = RegistryClient(registry.host, RegistryOptions(insecure=True))
     try:
         store = RegistryStore(client, "haystack/haystack-query")
@@ -166,7 +166,7 @@ def test_a_bundle_signature_cosign_made_verifies_with_our_code(tmp_path, keypair
     bundle = tmp_path / "plain.tar"
     airgap("bundle", "--images", str(demo_images_md(tmp_path, layout)), "-o", str(bundle), "--no-chart",
            "--store", str(tmp_path / "store"))
-    run_load(bundle, registry, "up")
+    run_load(bundle, registry, "up", "--values-out", str(tmp_path / "up" / "values.yaml"))
     digest = Digest.parse(digests["query"])
     predicate = tmp_path / "predicate.json"
     predicate.write_text("{}")
@@ -308,7 +308,7 @@ def test_keyless_upstream_from_a_private_sigstore_end_to_end(tmp_path, keypair, 
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["images"][0]["upstream"] == f"bundle signature re-checked: keyless:{identity} @ {issuer}"
-    run_load(good, registry, "mirror", key=keypair[1])
+    run_load(good, registry, "mirror", "--values-out", str(tmp_path / "out" / "values.yaml"), key=keypair[1])
     vendor.trusted_root.write_text(json.dumps(vendor.trusted_root_doc()))
 
     other = PrivateSigstore(tmp_path / "other-sigstore")
@@ -337,7 +337,8 @@ def test_on_a_target_with_the_referrers_api_bundle_signatures_need_no_tag_at_all
     api = ReferrersStandIn(registry_factory().host)
     try:
         bundle, digests = _bundle(tmp_path, keypair, "bundle")
-        run_load(bundle, api.host, "haystack", key=keypair[1])
+        run_load(bundle, api.host, "haystack", "--values-out", str(tmp_path / "out" / "values.yaml"),
+                 key=keypair[1])
         tags = httpx.get(f"http://{api.host}/v2/haystack/haystack-query/tags/list").json()["tags"]
         assert tags == ["0.1.0"], tags
         client = RegistryClient(api.host, RegistryOptions(insecure=True))
