@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airgap import limits
-from airgap.bundle.format import SIGNATURE_NAME
+from airgap.bundle.format import SIGNATURE_NAME, BundleImage
 from airgap.bundle.reader import BundleReader
 from airgap.errors import DigestMismatch
-from airgap.bundle.format import BundleImage
 from airgap.model import Descriptor, Digest
 from airgap.model.attachment import REFERRER, Attachment, classify
 from airgap.model.manifest import ImageIndex

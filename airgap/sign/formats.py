@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 from airgap import limits
 from airgap.errors import AirgapError, InputError
@@ -25,11 +25,9 @@ from airgap.sign.cosign import (
     SignatureError, Verified, make_payload, signature_artifact, signature_tag, verify_signature_manifest,
 )
 from airgap.sign.keyless import KeylessTrust
-from airgap.sign.keys import PrivateKey, PublicKey
-from airgap.sign.sigstore_bundle import SigstoreBundle
+from airgap.sign.keys import PrivateKey
+from airgap.sign.sigstore_bundle import SigstoreBundle, Trust
 from airgap.sign.store import SignatureStore
-
-Trust = Union[PublicKey, KeylessTrust]
 
 
 @dataclass(frozen=True)
