@@ -72,6 +72,8 @@ class BundleOptions:
     concurrency: int = limits.COPY_CONCURRENCY
     compress: str | None = None  # "zstd", or None for a plain tar (the default: loads stream it in place)
     key: PrivateKey | None = None  # signs every image (cosign format) and the bundle manifest
+    # legacy (.sig tags, what containers/image and cosign 2 verify), bundle (cosign v3 referrers) or both
+    signature_format: str = "legacy"
     base: Base | None = None       # make a delta: leave out the blobs the base references
     split: int | None = None         # bytes per part: write the bundle as parts cut at blob boundaries
     build: Callable[[], object] | None = None  # builds first-party images into the store (airgap.build)
@@ -241,17 +243,19 @@ def create_bundle(images: ImagesFile, options: BundleOptions, progress: Progress
         if options.build is not None:
             options.build()  # after the chart, CRD and preflight checks: a typo fails in seconds, not after builds
         plan: list[tuple[ImageEntry, CopyJob, str]] = []
-        upstream: dict[str, dict] = {}
+        upstream: dict[str, _Upstream] = {}
         cached: list[tuple[ImageEntry, CopyJob]] = []
         for entry in images.images:
             place, ref, tag = sources.locate(entry)
             tag = entry.tag or tag
             platforms = _platforms(options, entry, images)
-            if entry.verify_key:
+            if entry.verifies:
                 # Pull exactly the digest whose signature was checked, not whatever the tag says later.
-                upstream[entry.name] = _verify_upstream(entry, place, images)
-                ref = upstream[entry.name]["digest"]
-                progress.note(f"upstream signature of {entry.source} verified with {entry.verify_key}")
+                checked = upstream[entry.name] = _verify_upstream(entry, place, images)
+                files.append(checked.trust_file)
+                ref = checked.record["digest"]
+                progress.note(f"upstream signature of {entry.source} verified ({checked.record['format']} format, "
+                              f"{checked.record['signer']})")
             src: Store = place
             if place.remote:
                 # Blobs an earlier (perhaps interrupted) bundle left in the local store are read from
@@ -350,50 +354,106 @@ def _preflight(images: ImagesFile, options: BundleOptions, sources: _Sources,
     preflight.check_output(options.output, need, options.store, checked.store_missing_bytes)
 
 
-def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> dict:
-    """The upstream's own cosign signature of what we are about to pull, checked with its key."""
+@dataclass
+class _Upstream:
+    """An upstream signature checked at bundle time: the record, the signature to carry, and the
+    trust material (key or trusted root) that travels so the isolated side can check it again."""
+
+    record: dict
+    attached: Attached
+    trust_file: tuple[BundleFile, bytes]
+
+
+def _verify_upstream(entry: ImageEntry, src: Store, images: ImagesFile) -> _Upstream:
+    """The upstream's own signature of what we are about to pull: legacy or Sigstore bundle with its
+    key, or a Sigstore bundle keyless (identity and issuer under a trusted root)."""
+    from airgap.model.attachment import REFERRER, Attachment
     from airgap.sign.cosign import SignatureError
-    from airgap.sign.formats import CosignLegacy
+    from airgap.sign.formats import SignatureFormat, SigstoreBundle, all_formats
+    from airgap.sign.keyless import KeylessTrust
     from airgap.sign.keys import load_public_key
 
-    key_path = Path(entry.verify_key or "")
-    key = load_public_key(key_path if key_path.is_absolute() else images.base_dir / key_path)
     where = f"{images.path}:{entry.line}: image {entry.name} ({entry.source})"
     if not src.remote:
         raise InputError(f"{where}: verify: needs a registry source")
+    trust: Any
+    fmts: list[SignatureFormat]
+    record: dict[str, Any]
+    spec = entry.verify_keyless
+    if spec is not None:
+        root_path = Path(spec.trusted_root)
+        root_path = root_path if root_path.is_absolute() else images.base_dir / root_path
+        try:
+            root_bytes = root_path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{images.path}:{spec.line}: image {entry.name}: verify: trusted-root {root_path}: "
+                             f"{exc.strerror}") from None
+        trust = KeylessTrust(root_path, spec.identity, spec.identity_regexp, spec.issuer, spec.issuer_regexp)
+        fmts = [SigstoreBundle()]  # keyless legacy (certificate annotations) is not verified
+        member = f"upstream/{entry.name.replace('/', '_')}.trusted_root.json"
+        trust_file = (BundleFile(member, "trustedroot", hashlib.sha256(root_bytes).hexdigest(), len(root_bytes),
+                                 root_path.name), root_bytes)
+        record = {"policy" + k.title().replace("-", ""): v for k, v in trust.to_json().items()}
+    else:
+        key_path = Path(entry.verify_key or "")
+        key = load_public_key(key_path if key_path.is_absolute() else images.base_dir / key_path)
+        trust, fmts = key, all_formats()
+        pem = key.pem()
+        member = f"upstream/{entry.name.replace('/', '_')}.pub"
+        trust_file = (BundleFile(member, "upstreamkey", hashlib.sha256(pem).hexdigest(), len(pem), key_path.name), pem)
+        record = {"key": key.fingerprint}
     root = src.fetch_manifest(Reference.parse(entry.source or "").ref)
-    fmt = CosignLegacy()
-    try:
-        found = fmt.find(src, root.digest)
-    except AirgapError:
-        found = []
+    found: list[tuple[SignatureFormat, Attachment]] = []
+    for fmt in fmts:
+        try:
+            found.extend((fmt, att) for att in fmt.find(src, root.digest))
+        except AirgapError:
+            continue  # a registry that refuses the lookup has no signature of this kind for us
     if not found:
-        raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest}")
-    try:
-        verified = fmt.verify(src, found[0], key, root.digest)
-    except SignatureError as exc:
-        raise SignatureError(f"{where}: upstream signature rejected: {exc}") from None
-    # The vendor's key signs all its images: the signature must also name *this* repository, or a
-    # mirror could serve another of the vendor's images under this name.
+        looked = "Sigstore-bundle referrers" if spec is not None else \
+            "sha256-<hex>.sig tags or Sigstore-bundle referrers"
+        raise SignatureError(f"{where}: the upstream has no cosign signature for {root.digest} (looked for {looked})")
+    reasons = []
+    for fmt, att in found:
+        try:
+            verified = fmt.verify(src, att, trust, root.digest)
+            break
+        except SignatureError as exc:
+            reasons.append(f"{fmt.name}: {exc}")
+    else:
+        raise SignatureError(f"{where}: upstream signature rejected: {'; '.join(reasons)}")
+    if spec is None and (fmt.name == "legacy" or verified.docker_reference):
+        _check_signed_repository(entry, verified.docker_reference, where)
+    record.update({"format": fmt.name, "digest": str(root.digest), "signature": str(att.digest),
+                   "signer": verified.key, "identity": verified.docker_reference, "trust": member, "verified": True})
+    # Carried by digest in the image's repository of the bundle, never under a tag: the .sig tag of a
+    # mirrored image is ours (airgap verify and load read it back from there).
+    carried = Attachment(att.subject, src.fetch_manifest(str(att.digest)).descriptor, att.artifact_type, REFERRER)
+    return _Upstream(record, Attached(carried, src), trust_file)
+
+
+def _check_signed_repository(entry: ImageEntry, signed_ref: str, where: str) -> None:
+    """The vendor's key signs all its images: the signature must also name *this* repository, or a
+    mirror could serve another of the vendor's images under this name."""
+    from airgap.sign.cosign import SignatureError
+
     source_ref = Reference.parse(entry.source or "")
     expected = entry.verify_identity or f"{source_ref.registry}/{source_ref.repository}"
     try:
-        signed = Reference.parse(verified.docker_reference)
+        signed = Reference.parse(signed_ref)
         signed_repo = f"{signed.registry}/{signed.repository}"
     except InputError:
-        signed_repo = verified.docker_reference
+        signed_repo = signed_ref
     if signed_repo != Reference.parse(expected).registry + "/" + Reference.parse(expected).repository:
-        raise SignatureError(f"{where}: upstream signature is for {verified.docker_reference!r}, not {expected!r} "
+        raise SignatureError(f"{where}: upstream signature is for {signed_ref!r}, not {expected!r} "
                              "(if you pull from a mirror, name the signed repository with verify: {identity: ...})")
-    return {"key": key.fingerprint, "digest": str(root.digest), "identity": verified.docker_reference,
-            "verified": True}
 
 
 def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEntry, CopyJob, str]],
            resolved: list[_Resolved], files: list[tuple[BundleFile, Any]], created: str, epoch: int,
-           progress: Progress, upstream: dict[str, dict], cache: LayoutStore | None) -> BundleResult:
+           progress: Progress, upstream: dict[str, _Upstream], cache: LayoutStore | None) -> BundleResult:
     """Plan the head from the resolved graph, then one copy-engine run into the bundle place."""
-    from airgap.sign.formats import CosignLegacy
+    from airgap.sign.formats import signature_formats
     from airgap.sign.store import SignatureStore
 
     blobs: dict[Digest, int] = {}
@@ -403,7 +463,7 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
     done: list[tuple[_Resolved, list[Attached], str]] = []  # each image's graph, our signatures, its tag
     # Kept by digest and key next to the content store: the same image gets the same .sig bytes in
     # every bundle, so immutable targets see a known tag, not a re-push (airgap/sign/store.py).
-    fmt = CosignLegacy(SignatureStore(options.store.parent / "signatures"))
+    fmts = signature_formats(options.signature_format, SignatureStore(options.store.parent / "signatures"))
     for (entry, _job, tag), r in zip(plan, resolved):
         small[r.root.digest] = len(r.root.data)
         for m in r.images:
@@ -412,21 +472,27 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
             blobs.setdefault(b.digest, b.size)
         identity = signed_identity(entry)
         signatures: list[dict] = []
+        bundle_signatures: list[dict] = []
         attach: list[Attached] = []
         if options.key is not None:
             # Like `cosign sign --recursive`: the index and every platform manifest. The signatures
             # are attachments of the image's graph: the engine writes them after what they sign.
-            signed = [r.root.digest] + ([m.digest for m in r.images] if r.images[0] is not r.root else [])
-            for digest in signed:
-                made = fmt.sign(options.key, identity, digest)
-                att = made.attachment
-                attach.append(Attached(att, made.store))
-                sig = made.store.fetch_manifest(str(att.digest))
-                small[att.digest] = len(sig.data)
-                for b in sig.blobs() if isinstance(sig, ImageManifest) else ():
-                    small[b.digest] = b.size
-                tags[f"{entry.name}:{att.tag}"] = sig.descriptor
-                signatures.append({"signed": str(digest), "digest": str(att.digest), "size": len(sig.data)})
+            signed = [r.root] + ([m for m in r.images] if r.images[0] is not r.root else [])
+            for fmt in fmts:
+                for subject in signed:
+                    made = fmt.sign(options.key, identity, subject.digest, subject.descriptor)
+                    att = made.attachment
+                    attach.append(Attached(att, made.store))
+                    sig = made.store.fetch_manifest(str(att.digest))
+                    small[att.digest] = len(sig.data)
+                    for b in sig.blobs() if isinstance(sig, ImageManifest) else ():
+                        small[b.digest] = b.size
+                    record = {"signed": str(subject.digest), "digest": str(att.digest), "size": len(sig.data)}
+                    if att.tag is not None:
+                        tags[f"{entry.name}:{att.tag}"] = sig.descriptor
+                    # Referrers in their own list: an older reader takes every `signatures` entry for a
+                    # .sig tag, and ignores (but keeps) a field it does not know.
+                    (signatures if fmt.name == "legacy" else bundle_signatures).append(record)
         # Upstream attachments, as discovered: listed in the signed manifest, carried as the image's.
         # Where we sign, our .sig takes the cosign tag; the upstream's legacy .sig under it stays behind
         # (it was checked at bundle time when IMAGES.md says verify:).
@@ -445,11 +511,22 @@ def _write(images: ImagesFile, options: BundleOptions, plan: list[tuple[ImageEnt
         if listed:
             progress.note(f"  {entry.name}: {len(listed)} attachments "
                           f"({', '.join(f'{n} {k}' for k, n in sorted(kinds(listed).items()))})")
+        checked = upstream.get(entry.name)
+        if checked is not None:
+            # The upstream's signature travels too, so `airgap verify` and load can check it again.
+            # (once: the discovery above may have found and listed it already)
+            if all(a.attachment.digest != checked.attached.attachment.digest for a in attach):
+                attach.append(checked.attached)
+            up = checked.attached.src.fetch_manifest(str(checked.attached.attachment.digest))
+            small[up.digest] = len(up.data)
+            for b in up.blobs() if isinstance(up, ImageManifest) else ():
+                small[b.digest] = b.size
         bundle_images.append(BundleImage(
             name=entry.name, source=entry.source or _local_source(entry),
             tag=tag, digest=str(r.root.digest), media_type=r.root.media_type, size=len(r.root.data),
             platforms=r.platforms(), values=entry.values, blob_bytes=sum(b.size for b in r.blobs()),
-            identity=identity, signatures=signatures, upstream=upstream.get(entry.name), attachments=listed))
+            identity=identity, signatures=signatures, upstream=checked.record if checked else None,
+            bundle_signatures=bundle_signatures, attachments=listed))
         tags[f"{entry.name}:{tag}"] = r.root.descriptor
         done.append((r, attach, tag))
     referenced = sorted({str(d) for d in [*blobs, *small]})

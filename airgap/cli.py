@@ -209,6 +209,11 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 @click.option("--attachments", default="all", show_default=True, metavar="all|signatures|none|TYPE,...",
               help="Upstream attachments (SBOMs, attestations, signatures, other referrers) of each image and "
                    "platform manifest to carry, recursively; listed in the signed bundle manifest.")
+@click.option("--signature-format", type=click.Choice(["legacy", "bundle", "both"]), default="legacy",
+              show_default=True,
+              help="How images are signed: cosign's sha256-<hex>.sig tags (legacy: what containers/image "
+                   "policy.json, CRI-O, podman and cosign 2 verify), cosign v3 Sigstore-bundle referrers "
+                   "(bundle), or both side by side.")
 @_build_options
 @_registry_options
 @click.pass_obj
@@ -247,7 +252,7 @@ def bundle(obj, images_path, output, chart, no_chart, crds, no_crds, compress, p
                          platforms=platform_list, all_platforms=all_platforms, store=store or default_store(),
                          registry=registry_options,
                          concurrency=reg["concurrency"], compress=None if compress == "none" else compress,
-                         tools=tools_dir, attachments=attachments)
+                         tools=tools_dir, attachments=attachments, signature_format=reg["signature_format"])
     progress = make_progress(obj["quiet"])
     try:
         result = create_bundle(images, opts, progress)
@@ -512,6 +517,8 @@ def verify(obj, bundle_paths: tuple[Path, ...], key_path: Path, scratch_dir: Pat
     click.echo(f"{report.bundle}: OK. Release {report.release}, signed by {report.signer}")
     for i in report.images:
         click.echo(f"  {i.name}:{i.tag} {i.digest[:19]} signed as {i.identity} ({i.signatures_verified} signatures)")
+        if i.upstream:
+            click.echo(f"    upstream: {i.upstream}")
     click.echo(f"  {report.blobs_checked} blobs ({human_bytes(report.bytes_checked)}) and {report.files_checked} files "
                "match their digests")
 

@@ -44,6 +44,18 @@ class ArtifactSpec:
 
 
 @dataclass(frozen=True)
+class KeylessSpec:
+    """IMAGES.md ``verify:`` without a key: who must have signed, keyless, under which trusted root."""
+
+    line: int
+    trusted_root: str                   # a Sigstore trusted_root.json, relative to IMAGES.md
+    identity: str | None = None         # the certificate's SAN, exact ...
+    identity_regexp: str | None = None  # ... or a regular expression matched whole
+    issuer: str | None = None           # the OIDC issuer, exact ...
+    issuer_regexp: str | None = None    # ... or a regular expression matched whole
+
+
+@dataclass(frozen=True)
 class ImageEntry:
     name: str
     line: int
@@ -56,6 +68,12 @@ class ImageEntry:
     verify_identity: str | None = None  # the repository the upstream signed (default: the source's)
     overlay: BuildSpec | None = None   # a second build FROM the first (build: only): see airgap/build/plan.py
     artifact: ArtifactSpec | None = None  # files packed as an OCI artifact in the local store
+    verify_keyless: KeylessSpec | None = None  # upstream signed keyless (Sigstore bundle, Fulcio + log)
+
+    @property
+    def verifies(self) -> bool:
+        """The upstream's signature is checked at bundle time (key-based or keyless)."""
+        return bool(self.verify_key) or self.verify_keyless is not None
 
     @property
     def local(self) -> bool:
@@ -288,18 +306,61 @@ def _image(node: yaml.Node, where: Any, path: Path, offset: int) -> ImageEntry:
     if "platforms" in fields:
         platforms = _platforms(fields["platforms"][1], where)
     verify_key = verify_identity = None
+    keyless = None
     if "verify" in fields:
         vfields = _scalar_map(fields["verify"][1], where, "verify:")
-        verify_key = vfields.get("key", (None, None))[0]
-        verify_identity = vfields.get("identity", (None, None))[0]
-        if not isinstance(verify_key, str) or not verify_key or not set(vfields) <= {"key", "identity"} \
-                or (verify_identity is not None and not isinstance(verify_identity, str)):
-            raise InputError(f"{label}: verify: takes key: PATH (the upstream's cosign public key) and optionally "
-                             "identity: REGISTRY/REPOSITORY (what the upstream signed, when you pull from a mirror)")
+        if "key" not in vfields:
+            keyless = _keyless(vfields, where, label, _line(fields["verify"][1], offset))
+        else:
+            verify_key = vfields.get("key", (None, None))[0]
+            verify_identity = vfields.get("identity", (None, None))[0]
+            if not isinstance(verify_key, str) or not verify_key or not set(vfields) <= {"key", "identity"} \
+                    or (verify_identity is not None and not isinstance(verify_identity, str)):
+                raise InputError(f"{label}: verify: takes key: PATH (the upstream's cosign public key) and optionally "
+                                 "identity: REGISTRY/REPOSITORY (what the upstream signed, when you pull from a "
+                                 "mirror); keyless, it takes identity:/identity-regexp:, issuer:/issuer-regexp: and "
+                                 "trusted-root: without key:")
         if source is None or source.startswith("oci:"):
             raise InputError(f"{label}: verify: applies to images mirrored from a registry")
     return ImageEntry(name=name, line=line, source=source, build=build, tag=tag, values=values, platforms=platforms,
-                      verify_key=verify_key, verify_identity=verify_identity, overlay=overlay, artifact=artifact)
+                      verify_key=verify_key, verify_identity=verify_identity, overlay=overlay, artifact=artifact,
+                      verify_keyless=keyless)
+
+
+_KEYLESS_KEYS = ("identity", "identity-regexp", "issuer", "issuer-regexp", "trusted-root")
+
+
+def _keyless(vfields: dict[str, tuple[Any, yaml.Node]], where: Any, label: str, line: int) -> KeylessSpec:
+    """``verify:`` for a keyless upstream, like cosign's --certificate-identity[-regexp] and
+    --certificate-oidc-issuer[-regexp]; the trusted root is a file (offline: no TUF)."""
+    import re
+
+    for key, (_, node) in vfields.items():
+        if key not in _KEYLESS_KEYS:
+            raise InputError(f"{where(node)}: unknown key {key!r} in verify: (keyless takes "
+                             f"{', '.join(_KEYLESS_KEYS)}; key-based takes key: and identity:)")
+    values: dict[str, str] = {}
+    for key, (value, node) in vfields.items():
+        if not isinstance(value, str) or not value:
+            raise InputError(f"{where(node)}: verify: {key}: must be a non-empty string")
+        if key.endswith("-regexp"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise InputError(f"{where(node)}: verify: {key}: {value!r} is not a regular expression ({exc})") \
+                    from None
+        values[key] = value
+    for a, b, what in (("identity", "identity-regexp", "the signer's certificate identity (e-mail or URI)"),
+                       ("issuer", "issuer-regexp", "the OIDC issuer of the signer's certificate")):
+        if (a in values) == (b in values):
+            raise InputError(f"{label}: verify: needs key: PATH, or (keyless) exactly one of {a}: or {b}: "
+                             f"({what})")
+    if "trusted-root" not in values:
+        raise InputError(f"{label}: verify: keyless needs trusted-root: PATH (a Sigstore trusted_root.json: "
+                         "the public-good one, or your private Sigstore's; it is never fetched)")
+    return KeylessSpec(line=line, trusted_root=values["trusted-root"], identity=values.get("identity"),
+                       identity_regexp=values.get("identity-regexp"), issuer=values.get("issuer"),
+                       issuer_regexp=values.get("issuer-regexp"))
 
 
 def _build_spec(node: Any, where: Any, name: str, label: str, what: str) -> BuildSpec:

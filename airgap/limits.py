@@ -33,6 +33,8 @@ MANIFEST_DEPTH = 32
 SMALL_BLOB_BYTES = 1 * MiB
 #: A cosign simple-signing payload: a few hundred bytes of JSON; anything near this is not one.
 SIGNATURE_PAYLOAD_BYTES = 1 * MiB
+#: A trusted_root.json or an upstream public key that travels in the bundle (the public-good root is ~10 KiB)
+TRUST_FILE_BYTES = 1 * MiB
 #: Distribution's limit on a repository name.
 REPOSITORY_NAME = 255
 

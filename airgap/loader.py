@@ -29,8 +29,7 @@ from airgap.places.base import Store
 from airgap.progress import Progress
 from airgap.registry.client import RegistryOptions, Target
 from airgap.releases import RECORD_REPOSITORY, check_downgrade, is_recorded, read_record, write_record
-from airgap.model import Digest
-from airgap.sign.formats import CosignLegacy
+from airgap.sign.formats import recorded_signatures
 from airgap.sign.keys import PublicKey
 from airgap.verify import verify_blobs, verify_signatures
 
@@ -186,8 +185,8 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
 
 
 def _signatures(image: BundleImage, src: Store) -> list[Attached]:
-    fmt = CosignLegacy()
-    return [Attached(att, src) for s in image.signatures for att in fmt.find(src, Digest.parse(s["signed"]))]
+    # Both formats: legacy .sig tags and Sigstore-bundle referrers (airgap.sign.formats)
+    return [Attached(att, src) for _, att in recorded_signatures(src, image.signatures, image.bundle_signatures)]
 
 
 @dataclass

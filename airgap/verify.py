@@ -7,20 +7,23 @@ the image signatures against the digests the manifest pins, then content. Nothin
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from airgap import limits
-from airgap.bundle.format import SIGNATURE_NAME
+from airgap.bundle.format import SIGNATURE_NAME, BundleImage
 from airgap.bundle.reader import BundleReader
 from airgap.errors import DigestMismatch
-from airgap.model import Descriptor
+from airgap.model import Descriptor, Digest
+from airgap.model.attachment import REFERRER, Attachment, classify
 from airgap.model.manifest import ImageIndex
 from airgap.progress import Progress
 from airgap.sign.blob import verify_blob
 from airgap.sign.cosign import SignatureError
-from airgap.sign.formats import CosignLegacy, verify_any
-from airgap.sign.keys import PublicKey
+from airgap.sign.formats import recorded_signatures
+from airgap.sign.keys import PublicKey, load_public_key
 
 
 @dataclass
@@ -31,6 +34,7 @@ class ImageCheck:
     identity: str
     signatures_verified: int
     attachments: int = 0     # upstream attachments listed, each checked against its subject and digest
+    upstream: str = ""  # the upstream's own signature, checked again here (or why it was not)
 
 
 @dataclass
@@ -58,24 +62,84 @@ def verify_signatures(reader: BundleReader, key: PublicKey) -> VerifyReport:
     verify_blob(key, reader.manifest_bytes, signature, f"bundle {where}")
     m = reader.manifest
     report = VerifyReport(where, m.release, key.fingerprint)
-    fmt = CosignLegacy()
     for image in m.images:
         # The same graph the load copies: the image's store, its manifests, the signatures it holds.
         store = reader.store(image.name)
         manifests = reader.image_manifests(image)
         root = manifests[0]
         needed = [root.digest] + ([c.digest for c in manifests[1:]] if isinstance(root, ImageIndex) else [])
+        label = f"{where}: image {image.name}:{image.tag}"
+        found = recorded_signatures(store, image.signatures, image.bundle_signatures)
+        verified_count = 0
         for digest in needed:
-            try:
-                verified = verify_any(fmt, store, key, digest)
-            except SignatureError as exc:
-                raise SignatureError(f"{where}: image {image.name}:{image.tag} ({digest.short}): {exc}") from None
-            if verified.docker_reference != image.identity:
-                raise SignatureError(f"{where}: image {image.name}:{image.tag} is signed as "
-                                     f"{verified.docker_reference!r}, the bundle says {image.identity!r}")
-        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, len(needed),
-                                        len(reader.attachments(image))))
+            # Every signature we recorded must verify (we made them all: one that fails was altered),
+            # in whichever format it is; and every signed manifest needs at least one.
+            mine = [(fmt, att) for fmt, att in found if att.subject == digest]
+            if not mine:
+                raise SignatureError(f"{label} ({digest.short}): no signature of {digest} in {store.description}")
+            for fmt, att in mine:
+                try:
+                    verified = fmt.verify(store, att, key, digest)
+                except SignatureError as exc:
+                    raise SignatureError(f"{label} ({digest.short}, {fmt.name} format): {exc}") from None
+                if verified.docker_reference != image.identity:
+                    raise SignatureError(f"{label} is signed as {verified.docker_reference!r}, "
+                                         f"the bundle says {image.identity!r}")
+                verified_count += 1
+        report.images.append(ImageCheck(image.name, image.tag, image.digest, image.identity, verified_count,
+                                        attachments=len(reader.attachments(image)),
+                                        upstream=recheck_upstream(reader, image)))
     return report
+
+
+def recheck_upstream(reader: BundleReader, image: BundleImage) -> str:
+    """The upstream's signature of a mirrored image, checked again offline with the key or trusted
+    root that travelled in the bundle (the signed manifest pins both, and the signature's digest).
+    Raises SignatureError when it fails; returns what was checked, or why nothing was."""
+    up = image.upstream
+    if not up:
+        return ""
+    label = f"{reader.display}: image {image.name}:{image.tag}: upstream signature"
+    if not all(isinstance(up.get(k), str) for k in ("signature", "trust", "format", "digest")):
+        return "checked at bundle time (a bundle from an older airgap: the signature did not travel)"
+    from airgap.sign.formats import signature_format
+    from airgap.sign.keyless import KeylessTrust, available
+
+    fmt = signature_format(str(up["format"]))
+    trust_member = str(up["trust"])
+    entry = next((f for f in reader.manifest.files if f.path == trust_member), None)
+    if entry is None:
+        raise SignatureError(f"{label}: its trust file {trust_member} is not in the bundle manifest")
+    data = reader.read_member(trust_member, limit=limits.TRUST_FILE_BYTES)
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise DigestMismatch(f"{reader.display}: {trust_member}", entry.sha256, hashlib.sha256(data).hexdigest())
+    keyless = entry.kind == "trustedroot"
+    if keyless and not available():
+        return ("checked at bundle time; not re-checked here: keyless verification needs "
+                "pip install 'airgap-oci[keyless]' (Python 3.10 or newer)")
+    store = reader.store(image.name)
+    digest = Digest.parse(str(up["digest"]))
+    with tempfile.TemporaryDirectory(prefix="airgap-trust-") as tmp:
+        path = Path(tmp) / Path(trust_member).name
+        path.write_bytes(data)
+        trust: PublicKey | KeylessTrust
+        if keyless:
+            trust = KeylessTrust(path, _opt(up, "policyIdentity"), _opt(up, "policyIdentityRegexp"),
+                                 _opt(up, "policyIssuer"), _opt(up, "policyIssuerRegexp"))
+        else:
+            trust = load_public_key(path)
+        manifest = store.fetch_manifest(str(up["signature"]))
+        att = Attachment(digest, manifest.descriptor, classify(manifest), REFERRER)
+        try:
+            verified = fmt.verify(store, att, trust, digest)
+        except SignatureError as exc:
+            raise SignatureError(f"{label}: {exc}") from None
+    return f"{fmt.name} signature re-checked: {verified.key}"
+
+
+def _opt(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    return value if isinstance(value, str) else None
 
 
 def verify_content(reader: BundleReader, report: VerifyReport, progress: Progress | None = None,

@@ -34,6 +34,8 @@ class BundleImage:
     # before what refers to them: {"digest", "subject", "artifactType", "mediaType", "size", "foundBy",
     # "tag" (cosign-tag ones), "blobBytes"}. The load relocates exactly these (airgap.attachments).
     attachments: list[dict] = field(default_factory=list)
+    # cosign v3 Sigstore-bundle referrers we made (same records as ``signatures``; airgap.sign.sigstore_bundle)
+    bundle_signatures: list[dict] = field(default_factory=list)
     extra: dict = field(default_factory=dict, compare=False)  # fields a newer airgap wrote, kept as read
 
     @property
@@ -86,7 +88,7 @@ class BundleManifest:
             "layout": LAYOUT_DIR,
             "blobs": {"count": self.blob_count, "bytes": self.blob_bytes, **self.blobs_extra},
             "signer": self.signer,
-            "images": [_with_extra(_camel(asdict(i))) for i in self.images],
+            "images": [_with_extra(_camel(_image_json(i))) for i in self.images],
             "files": [_with_extra(asdict(f)) for f in self.files],
             "base": self.base,
             "parts": self.parts,
@@ -117,11 +119,18 @@ class BundleManifest:
         return [f for f in self.files if f.kind == "crd"]
 
 
-_TO_CAMEL = {"media_type": "mediaType", "blob_bytes": "blobBytes"}
+_TO_CAMEL = {"media_type": "mediaType", "blob_bytes": "blobBytes", "bundle_signatures": "bundleSignatures"}
 _TOP_KEYS = {"kind", "formatVersion", "release", "created", "tool", "layout", "blobs", "signer", "images", "files",
              "base", "parts", "referenced"}
 _IMAGE_KEYS = {_TO_CAMEL.get(f, f) for f in BundleImage.__dataclass_fields__} - {"extra"}
 _FILE_KEYS = set(BundleFile.__dataclass_fields__) - {"extra"}
+
+
+def _image_json(image: BundleImage) -> dict[str, Any]:
+    d = asdict(image)
+    if not d["bundle_signatures"]:
+        del d["bundle_signatures"]  # manifests without Sigstore-bundle signatures stay as they were
+    return d
 
 
 def _camel(d: dict[str, Any]) -> dict[str, Any]:

@@ -468,7 +468,7 @@ class BundleReader:
         out: dict[str, tuple[str, int]] = {}
         for i in self.manifest.images:
             out[i.ref_name] = (i.digest, i.size)
-            for s in i.signatures:
+            for s in i.signatures:  # legacy only: Sigstore-bundle signatures (bundle_signatures) have no tag
                 out[f"{i.name}:{signature_tag(s['signed'])}"] = (s["digest"], s["size"])
             for a in i.attachments:  # upstream cosign .sig/.att/.sbom tags keep their tags
                 if a.get("tag"):

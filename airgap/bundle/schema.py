@@ -157,6 +157,7 @@ def _image(d: _Doc, value: Any, path: str) -> dict:
         return d.str(v, p, lambda s: None if s in media_types else "is not an image manifest or index media type")
 
     signatures = d.field(i, "signatures", path, lambda v, p: d.list(v, p, MAX_SIGNATURES), [])
+    bundle_sigs = d.field(i, "bundleSignatures", path, lambda v, p: d.list(v, p, MAX_SIGNATURES), [])
     platforms = d.field(i, "platforms", path, lambda v, p: d.list(v, p, MAX_PLATFORMS), [])
     upstream = d.field(i, "upstream", path, d.obj, None)
     if upstream is not None:  # a record of a check made at bundle time: shown, never acted on
@@ -179,6 +180,7 @@ def _image(d: _Doc, value: Any, path: str) -> dict:
         "upstream": upstream,
         # absent in bundles made before attachments travelled: nothing but our signatures then
         "attachments": _attachments(d, i, path, signatures),
+        "bundle_signatures": [_signature(d, s, f"{path}.bundleSignatures[{n}]") for n, s in enumerate(bundle_sigs)],
     }
 
 

@@ -2,9 +2,10 @@
 place and verified. The copy engine carries the result as an attachment of the image like any other
 (:mod:`airgap.copy`); nothing else needs to know which format it is.
 
-Today one format: cosign's key-based legacy ``sha256-<hex>.sig`` tag (:mod:`airgap.sign.cosign`),
-signed once per (key, identity, digest) and kept (:mod:`airgap.sign.store`), so every bundle of an
-image carries the same bytes. A Sigstore-bundle referrer format is one more class here.
+Two formats: cosign's key-based legacy ``sha256-<hex>.sig`` tag (:mod:`airgap.sign.cosign`), and
+cosign v3's Sigstore-bundle referrer (:mod:`airgap.sign.sigstore_bundle`, key-based or keyless). Ours
+are signed once per (key, identity, digest) and kept (:mod:`airgap.sign.store`), so every bundle of an
+image carries the same bytes.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from airgap.places.memory import MemoryStore
 from airgap.sign.cosign import (
     SignatureError, Verified, make_payload, signature_artifact, signature_tag, verify_signature_manifest,
 )
-from airgap.sign.keys import PrivateKey, PublicKey
+from airgap.sign.keyless import KeylessTrust
+from airgap.sign.keys import PrivateKey
+from airgap.sign.sigstore_bundle import SigstoreBundle, Trust
 from airgap.sign.store import SignatureStore
-
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,14 @@ class Signed:
 class SignatureFormat(Protocol):
     name: str
 
-    def sign(self, key: PrivateKey, identity: str, digest: Digest) -> Signed:
-        """A signature of ``digest`` naming ``identity``."""
+    def sign(self, key: PrivateKey, identity: str, digest: Digest, subject: Descriptor | None = None) -> Signed:
+        """A signature of ``digest`` (whose descriptor is ``subject``) naming ``identity``."""
 
     def find(self, store: Store, digest: Digest) -> list[Attachment]:
         """The signatures of ``digest`` in this format that ``store`` holds (unverified)."""
 
-    def verify(self, store: Store, attachment: Attachment, key: PublicKey, digest: Digest) -> Verified:
-        """Check one signature; raises SignatureError naming the reason."""
+    def verify(self, store: Store, attachment: Attachment, key: Trust, digest: Digest) -> Verified:
+        """Check one signature with a key or a keyless trust; raises SignatureError naming the reason."""
 
 
 class CosignLegacy:
@@ -57,7 +59,7 @@ class CosignLegacy:
     def __init__(self, kept: SignatureStore | None = None):
         self.kept = kept
 
-    def sign(self, key: PrivateKey, identity: str, digest: Digest) -> Signed:
+    def sign(self, key: PrivateKey, identity: str, digest: Digest, subject: Descriptor | None = None) -> Signed:
         if self.kept is not None:
             art = self.kept.sign(key, identity, digest)
         else:
@@ -70,7 +72,10 @@ class CosignLegacy:
         manifest = store.fetch_tagged(tag)
         return [Attachment.of(digest, manifest, tag)] if manifest is not None else []
 
-    def verify(self, store: Store, attachment: Attachment, key: PublicKey, digest: Digest) -> Verified:
+    def verify(self, store: Store, attachment: Attachment, key: Trust, digest: Digest) -> Verified:
+        if isinstance(key, KeylessTrust):
+            raise SignatureError("keyless legacy signatures (certificate annotations) are not verified; "
+                                 "keyless upstreams are checked in the Sigstore bundle format")
         manifest = store.fetch_manifest(str(attachment.digest))
         if not isinstance(manifest, ImageManifest):
             raise SignatureError(f"signature {attachment.digest} is not an image manifest")
@@ -81,7 +86,9 @@ class CosignLegacy:
         return verify_signature_manifest(manifest, read_blob, key, digest)
 
 
-FORMATS: dict[str, type] = {CosignLegacy.name: CosignLegacy}
+FORMATS: dict[str, type] = {CosignLegacy.name: CosignLegacy, SigstoreBundle.name: SigstoreBundle}
+#: what ``--signature-format`` takes: one format, or both side by side
+CHOICES = ("legacy", "bundle", "both")
 
 
 def signature_format(name: str, kept: SignatureStore | None = None) -> SignatureFormat:
@@ -91,15 +98,58 @@ def signature_format(name: str, kept: SignatureStore | None = None) -> Signature
         raise InputError(f"unknown signature format {name!r} (known: {', '.join(sorted(FORMATS))})") from None
 
 
-def verify_any(fmt: SignatureFormat, store: Store, key: PublicKey, digest: Digest) -> Verified:
+def signature_formats(choice: str, kept: SignatureStore | None = None) -> list[SignatureFormat]:
+    """The formats ``--signature-format legacy|bundle|both`` names, in signing order."""
+    if choice == "both":
+        return [signature_format("legacy", kept), signature_format("bundle", kept)]
+    if choice not in CHOICES:
+        raise InputError(f"unknown signature format {choice!r} (known: {', '.join(CHOICES)})")
+    return [signature_format(choice, kept)]
+
+
+def all_formats() -> list[SignatureFormat]:
+    return [CosignLegacy(), SigstoreBundle()]
+
+
+def verify_any(fmt: SignatureFormat | list[SignatureFormat], store: Store, key: Trust, digest: Digest) -> Verified:
     """Accept when one signature of ``digest`` in ``store`` verifies with ``key``; else raise with why."""
-    found = fmt.find(store, digest)
-    if not found:
-        raise SignatureError(f"no {fmt.name} signature of {digest} in {store.description}")
+    return find_verified(fmt, store, key, digest)[0]
+
+
+def find_verified(fmt: SignatureFormat | list[SignatureFormat], store: Store, key: Trust, digest: Digest
+                  ) -> tuple[Verified, SignatureFormat, Attachment]:
+    """Accept when one signature of ``digest`` in ``store``, in any of the formats, verifies with ``key``
+    (one good signature is enough, as in cosign); else raise with every reason."""
+    fmts = fmt if isinstance(fmt, list) else [fmt]
     reasons: list[str] = []
-    for att in found:
+    for f in fmts:
         try:
-            return fmt.verify(store, att, key, digest)
+            found = f.find(store, digest)
         except AirgapError as exc:
-            reasons.append(str(exc))
+            reasons.append(f"{f.name}: {exc}")
+            continue
+        for att in found:
+            try:
+                return f.verify(store, att, key, digest), f, att
+            except AirgapError as exc:
+                reasons.append(str(exc))
+    if not reasons:
+        names = " or ".join(f.name for f in fmts)
+        raise SignatureError(f"no {names} signature of {digest} in {store.description}")
     raise SignatureError("; ".join(reasons))
+
+
+def recorded_signatures(store: Store, legacy: list[dict], bundle: list[dict]
+                        ) -> list[tuple[SignatureFormat, Attachment]]:
+    """The signatures a bundle manifest records for an image, as attachments in ``store``: legacy ones
+    under their ``.sig`` tag, Sigstore-bundle referrers by the digest the record names (the signed
+    manifest pins it; the place need not list referrers). Unverified: see verify()."""
+    out: list[tuple[SignatureFormat, Attachment]] = []
+    legacy_fmt, bundle_fmt = CosignLegacy(), SigstoreBundle()
+    for record in legacy:
+        signed = Digest.parse(record["signed"])
+        out.extend((legacy_fmt, att) for att in legacy_fmt.find(store, signed))
+    for record in bundle:
+        manifest = store.fetch_manifest(record["digest"])
+        out.append((bundle_fmt, Attachment.of(Digest.parse(record["signed"]), manifest)))
+    return out
