@@ -2,29 +2,32 @@
 # Installs airgap (@DIST@ @VERSION@) into a new virtualenv from the wheels next to this script, with
 # no network: no package index, no pip configuration, no PIP_* variable can add another source.
 #
-#   sh install.sh [--python PYTHON] [--ecr] [VENV]
+#   sh install.sh [--python PYTHON] [--ecr] [--keyless] [VENV]
 #
 # PYTHON: a CPython that locks/ has wheels for, 3.9 to 3.13 (default: python3); VENV: where the
-# virtualenv goes (default: ./airgap-venv); --ecr adds boto3, for `airgap load --target ecr`.
+# virtualenv goes (default: ./airgap-venv); --ecr adds boto3, for `airgap load --target ecr`;
+# --keyless adds sigstore-python (CPython 3.10+), to re-check keyless upstream signatures here.
 # Then run VENV/bin/airgap.
 set -eu
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 python=python3
-extra=""
+extras=""
 venv=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --python) [ $# -ge 2 ] || { echo "install.sh: --python needs a value" >&2; exit 2; }; python=$2; shift 2 ;;
-    --ecr) extra="[ecr]"; shift ;;
+    --ecr) extras="${extras:+$extras,}ecr"; shift ;;
+    --keyless) extras="${extras:+$extras,}keyless"; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) [ -z "$venv" ] || { echo "install.sh: one VENV only" >&2; exit 2; }; venv=$1; shift ;;
   esac
 done
 venv=${venv:-airgap-venv}
+extra=${extras:+[$extras]}
 
 command -v "$python" >/dev/null 2>&1 || { echo "install.sh: $python not found (give --python PYTHON)" >&2; exit 2; }
 pytag=$("$python" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')

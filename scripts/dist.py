@@ -5,7 +5,7 @@
     dist/airgap-oci-VERSION.tar       the same tree as one reproducible tar (the release artifact)
 
 The wheels are the airgap-oci wheel (built here from the git-tracked files) and every dependency,
-including the `ecr` extra, as manylinux wheels for CPython 3.9-3.13 on x86_64 and aarch64, glibc 2.28
+including the `ecr` and `keyless` extras, as manylinux wheels for CPython 3.9-3.13 on x86_64 and aarch64, glibc 2.28
 and newer (RHEL 8's glibc; RHEL 9, Ubuntu 22.04 and 24.04 have newer ones). Dependencies are pinned,
 name, version and sha256 of every file, by scripts/dist-lock/cpXY.txt; `python3 scripts/dist.py lock`
 rewrites those from pyproject.toml (it needs each CPython to resolve its own environment markers).
@@ -100,7 +100,10 @@ def requirements() -> list[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     # pip too: install.sh first upgrades the venv's pip from it, so an old distro pip (RHEL 8's
     # python39 has pip 20.2, which predates manylinux_2_28 tags) still installs every wheel.
-    return list(project["dependencies"]) + list(project["optional-dependencies"]["ecr"]) + ["pip"]
+    extras = project["optional-dependencies"]
+    # Both extras travel: an isolated host cannot fetch boto3 or sigstore-python later (keyless
+    # carries a python_version >= '3.10' marker, so the 3.9 lock holds none of it).
+    return list(project["dependencies"]) + list(extras["ecr"]) + list(extras["keyless"]) + ["pip"]
 
 
 def lock() -> None:

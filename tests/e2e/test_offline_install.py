@@ -278,7 +278,7 @@ def aarch64_wheelhouse(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("py", dist.PYTHONS)
 def test_aarch64_half_is_complete(py, aarch64_wheelhouse, no_network):
-    """aarch64 cannot run here: its CPython's own pip resolves the install, with the ecr extra, from
+    """aarch64 cannot run here: its CPython's own pip resolves the install, with both extras, from
     the wheels alone (no network) for an aarch64 target, and picks exactly the locked versions."""
     assert_resolves(aarch64_wheelhouse, "aarch64", py, no_network)
 
@@ -298,7 +298,7 @@ def assert_resolves(wheelhouse: Path, arch: str, py: str, no_network: list[str])
                            "--target", "/nonexistent", "--no-index", "--isolated", "--find-links",
                            str(wheelhouse / "wheels"), "--only-binary=:all:", *dist.platform_args(arch),
                            "--python-version", py, "--implementation", "cp", "-c", str(lock),
-                           f"airgap-oci[ecr]=={__version__}"],
+                           f"airgap-oci[ecr,keyless]=={__version__}"],
                           capture_output=True, text=True, env=dict(os.environ, PIP_CONFIG_FILE="/dev/null"))
     assert proc.returncode == 0, proc.stderr + proc.stdout
     def normalise(name_version: str) -> str:
@@ -330,6 +330,44 @@ def test_ecr_extra_installs_with_no_network(tmp_path, wheelhouse, no_network):
     again = subprocess.run(["sh", str(wheelhouse / "install.sh"), "--python", python, str(venv)],
                            capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr and (venv / "bin" / "airgap").exists()
+
+
+def test_keyless_extra_installs_and_verifies_with_no_network(tmp_path, wheelhouse, no_network):
+    """install.sh --keyless on the newest CPython found (sigstore-python needs 3.10+): the installed
+    airgap verifies a public-good keyless bundle (a sigstore-conformance vector) with no network at
+    all, and refuses it for another identity: what `load` needs to re-check a keyless upstream."""
+    found = next(((py, p) for py in reversed(dist.PYTHONS[1:]) for p in [dist.find_python(py)] if p), None)
+    if found is None:
+        pytest.skip("no CPython 3.10-3.13 found")
+    py, python = found
+    venv = tmp_path / "venv"
+    proc = subprocess.run([*no_network, "sh", str(wheelhouse / "install.sh"), "--python", python, "--keyless",
+                           str(venv)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    data = Path(__file__).resolve().parents[1] / "data" / "sigstore"
+    script = f"""
+import sys
+from pathlib import Path
+from airgap.errors import SignatureError
+from airgap.sign.keyless import KeylessTrust, verify_bundle
+data = Path({str(data)!r})
+bundle = (data / "dsse-v3-happy.sigstore.json").read_bytes()
+root = data / "public-good.trusted_root.json"
+ok = verify_bundle(bundle, KeylessTrust(root, identity_regexp=r"https://github\\.com/sigstore-conformance/.+",
+                                        issuer="https://token.actions.githubusercontent.com"))
+print(ok.issuer)
+try:
+    verify_bundle(bundle, KeylessTrust(root, identity="release@example.com",
+                                       issuer="https://token.actions.githubusercontent.com"))
+except SignatureError as exc:
+    print("refused:", exc)
+"""
+    check = subprocess.run([*no_network, str(venv / "bin" / "python"), "-c", script],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    lines = check.stdout.splitlines()
+    assert lines[0] == "https://token.actions.githubusercontent.com"
+    assert lines[1].startswith("refused:") and "release@example.com" in lines[1]
 
 
 @pytest.mark.parametrize("intruder", ["wheels/requests-2.32.5-1-py3-none-any.whl", "locks/cp399.txt"])
