@@ -9,17 +9,18 @@ from weakref import WeakKeyDictionary
 import httpx
 
 from airgap import limits
-from airgap.errors import ManifestBlobUnknown, RegistryError
+from airgap.errors import AirgapError, ManifestBlobUnknown, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.attachment import COSIGN_TAG, Attachment
 from airgap.model.digest import CHUNK
 from airgap.model.manifest import MAX_MANIFEST_BYTES, ImageIndex, Manifest
 from airgap.model.mediatypes import MANIFEST_ACCEPT, MediaType
-from airgap.places.base import BlobBody, Store
+from airgap.places.base import BlobBody, StagedBlob, Store
 from airgap.registry.auth import error_text
 from airgap.registry.client import RegistryClient
 
 MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
+MONOLITHIC_UPLOAD_BYTES = limits.MONOLITHIC_UPLOAD_BYTES
 
 # Whether a registry has the referrers API, asked once per client (every repository shares the answer).
 _REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()
@@ -29,6 +30,8 @@ class RegistryStore(Store):
     # PUT ...?digest= commits an upload only when the bytes hash to that digest (distribution-spec).
     checks_digests_on_write = True
     remote = True
+    # An upload session holds the bytes until PUT ?digest= commits them (distribution-spec).
+    stages_blobs = True
 
     def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True,
                  referrers_api: bool | None = None):
@@ -165,34 +168,51 @@ class RegistryStore(Store):
         # so the session does not linger until the registry's upload purger removes it.
         loc = resp.headers.get("location")
         if loc:
-            try:
-                self.client.request("DELETE", self._location(resp, loc), scope=self._push, ok=(200, 202, 204, 404),
-                                    what="cancel upload")
-            except RegistryError:
-                pass
+            _Upload(self, self._location(resp, loc), f"mount of blob {desc.digest.short}").cancel()
         return False
 
     def _location(self, resp: httpx.Response, loc: str) -> str:
         return str(resp.url.join(loc))
 
-    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
-        what = f"upload of blob {desc.digest.short} to {self.repository}"
+    def _open_upload(self, what: str) -> str:
         resp = self._start_upload(None, self._push, what)
         loc = resp.headers.get("location")
         if not loc:
             raise RegistryError(f"registry {self.client.host}: {what}: no upload Location in the answer")
-        # One streaming PATCH then PUT?digest: what Distribution, Harbor, ECR (no chunks under 5 MB) and
-        # Nexus all accept. Content-Length is set so no proxy has to buffer a chunked body.
-        patch_url = self._location(resp, loc)
+        return self._location(resp, loc)
+
+    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
+        if desc.size > MONOLITHIC_UPLOAD_BYTES:
+            self.stage_blob(desc, body).commit()
+            return
+        # A small blob in one PUT ?digest= with its body (every registry we target accepts it): one
+        # round trip fewer than PATCH + PUT, which is most of the cost of a small image.
+        what = f"upload of blob {desc.digest.short} to {self.repository}"
+        url = self._open_upload(what)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        presp = self.client.upload("PATCH", patch_url, scope=self._push, headers=headers, body=body(), what=what)
-        if presp.status_code not in (201, 202, 204):
-            self.client.raise_for(presp, what)
-        put_loc = presp.headers.get("location") or loc
-        put_url = str(presp.url.join(put_loc))
-        sep = "&" if "?" in put_url else "?"
-        self.client.request("PUT", f"{put_url}{sep}digest={desc.digest}", scope=self._push,
-                            headers={"Content-Length": "0"}, ok=(201, 204), what=what)
+        resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
+                                  body=body(), what=what)
+        if resp.status_code not in (201, 204):
+            self.client.raise_for(resp, what)
+
+    def stage_blob(self, desc: Descriptor, body: BlobBody) -> StagedBlob:
+        """POST, then one streaming PATCH (what Distribution, Harbor, ECR, which wants no chunks under
+        5 MB, and Nexus all accept); ``PUT ?digest=`` is left to :meth:`_Upload.commit`. Content-Length
+        is set so no proxy has to buffer a chunked body."""
+        what = f"upload of blob {desc.digest.short} to {self.repository}"
+        url = self._open_upload(what)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        try:
+            presp = self.client.upload("PATCH", url, scope=self._push, headers=headers, body=body(), what=what)
+            if presp.status_code not in (201, 202, 204):
+                self.client.raise_for(presp, what)
+        except BaseException:
+            # The body failed its digest, or the registry refused it: drop the session now rather
+            # than leave it until the registry's upload purger removes it.
+            _Upload(self, url, what).cancel()
+            raise
+        put_loc = presp.headers.get("location")
+        return _Upload(self, str(presp.url.join(put_loc)) if put_loc else url, what, desc.digest)
 
     def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
         if att.found_by == COSIGN_TAG:
@@ -235,6 +255,29 @@ class RegistryStore(Store):
                                     "push under a new tag or lift the immutability rule")
         self.client.raise_for(resp, what)
         return None  # raise_for raised
+
+
+class _Upload(StagedBlob):
+    """An upload session whose bytes are all sent: PUT ?digest= commits it, DELETE drops it."""
+
+    def __init__(self, store: RegistryStore, url: str, what: str, digest: Digest | None = None):
+        self.store, self.url, self.what, self.digest = store, url, what, digest
+
+    def commit(self) -> None:
+        assert self.digest is not None
+        self.store.client.request("PUT", _with_digest(self.url, self.digest), scope=self.store._push,
+                                  headers={"Content-Length": "0"}, ok=(201, 204), what=self.what)
+
+    def cancel(self) -> None:
+        try:
+            self.store.client.request("DELETE", self.url, scope=self.store._push, ok=(200, 202, 204, 404),
+                                      what=f"cancel of the {self.what}")
+        except AirgapError:
+            pass  # best effort: the registry purges stale sessions itself
+
+
+def _with_digest(url: str, digest: Digest) -> str:
+    return f"{url}{'&' if '?' in url else '?'}digest={digest}"
 
 
 def _error_codes(resp: httpx.Response) -> set[str]:
