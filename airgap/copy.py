@@ -296,7 +296,7 @@ class CopyEngine:
                 pairs.setdefault((r.job.dst.description, b.digest), (r.job.dst, b))
                 sources.setdefault(b.digest, src)
         pair_list = list(pairs.values())
-        exists = self._map(lambda p: p[0].blob_exists(p[1]), pair_list)
+        exists = self._map(lambda p: self._blob_there(*p), pair_list)
         have_in_place: dict[tuple[str, Digest], Store] = {}
         missing: list[tuple[Store, Descriptor]] = []
         for (dst, b), ok in zip(pair_list, exists):
@@ -438,6 +438,15 @@ class CopyEngine:
     def _verify_blob(self, src: Store, desc: Descriptor) -> None:
         for _ in self._body(src, desc, count=True):
             pass
+
+    @staticmethod
+    def _blob_there(dst: Store, desc: Descriptor) -> bool:
+        # A small blob is sent without asking into a repository with no tag: the HEAD costs a
+        # registry a fifth of the upload, and such a repository holds at most the leftovers of an
+        # interrupted load (large blobs are still asked for, so a resumed load skips those).
+        if desc.size <= limits.MONOLITHIC_UPLOAD_BYTES and dst.holds_no_tags():
+            return False
+        return dst.blob_exists(desc)
 
     def _stages(self, upload: tuple[Store, Descriptor]) -> bool:
         dst, desc = upload

@@ -144,6 +144,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags
+        _prefetch_tags(jobs, options.concurrency)
         jobs = plan_tags(jobs, m, opened, options.key, progress)
         if not options.dry_run and jobs:
             check_push_access(opened, jobs[0].dst.repository)
@@ -173,6 +174,17 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         written = outputs.write_all(reader)
     return LoadResult(report, values, written, time.monotonic() - t0, verified_by, opened.kind,
                       opened.detection.reason, created, chart_ref, chart_version)
+
+
+def _prefetch_tags(jobs: list[CopyJob], concurrency: int) -> None:
+    """Every destination's first tag lookup at once (on a first load it lists the repository's tags
+    too): planning asks image by image, and finds the answers waiting instead of two round trips
+    per image in a row. A registry store keeps what it learnt (airgap/places/registry.py)."""
+    remote = [j for j in jobs if j.dst.remote and j.tags]
+    if len(remote) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max(1, min(concurrency, len(remote)))) as pool:
+            list(pool.map(lambda j: j.dst.resolve_tag(j.tags[0]), remote))
 
 
 def _signatures(image: BundleImage, src: Store) -> list[Attached]:

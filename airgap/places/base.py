@@ -99,6 +99,12 @@ class Store(ABC):
     def resolve_tag(self, tag: str) -> Digest | None:
         return None
 
+    def holds_no_tags(self) -> bool:
+        """Known to hold no tag at all (a first load into this repository); False when not known.
+        It may still hold blobs (an interrupted load): the engine sends small blobs there without
+        asking first, and asks for large ones."""
+        return False
+
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
         raise AirgapError(f"{self.description} is read-only")
 

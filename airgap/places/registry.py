@@ -9,7 +9,7 @@ from weakref import WeakKeyDictionary
 import httpx
 
 from airgap import limits
-from airgap.errors import AirgapError, ManifestBlobUnknown, RegistryError
+from airgap.errors import AirgapError, ManifestBlobUnknown, NotFound, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.attachment import COSIGN_TAG, Attachment
 from airgap.model.digest import CHUNK
@@ -44,6 +44,13 @@ class RegistryStore(Store):
         if referrers_api is not None:
             _REFERRERS_API[client] = referrers_api
         self.description = f"{client.host}/{repository}"
+        # The repository's tags, listed once after a first tag lookup missed (a first load, a new
+        # release): later lookups of unlisted tags are then answered here. ``_known`` holds what a
+        # lookup found and what we tagged since: planning, the copy and its tag pushes all ask for
+        # the same tags, and this store lives for one command. None: not listed (yet, or refused).
+        self._tags: set[str] | None = None
+        self._listed = False
+        self._known: dict[str, Digest] = {}
         self._pull = f"repository:{repository}:pull"
         self._push = f"repository:{repository}:pull,push"
 
@@ -138,7 +145,31 @@ class RegistryStore(Store):
         return self.resolve(str(digest)) is not None
 
     def resolve_tag(self, tag: str) -> Digest | None:
-        return self.resolve(tag)
+        if tag in self._known:
+            return self._known[tag]
+        if self._tags is not None and tag not in self._tags:
+            return None
+        found = self.resolve(tag)
+        if found is not None:
+            self._known[tag] = found
+        elif not self._listed:
+            # A load asks for several tags per repository (the image's, its signatures'), on a first
+            # load each a HEAD the registry answers 404; one listing answers the others.
+            self._listed = True
+            self._tags = self._list_tags()
+        return found
+
+    def holds_no_tags(self) -> bool:
+        return self._tags is not None and not self._tags
+
+    def _list_tags(self) -> set[str] | None:
+        from airgap.registry.listing import paged
+        try:
+            return set(paged(self.client, self._path("tags", "list"), "tags", self._pull))
+        except NotFound:
+            return set()  # NAME_UNKNOWN: no such repository yet, or one without tags (Distribution)
+        except (RegistryError, ValueError, AttributeError):
+            return None  # a refused or odd listing: ask tag by tag, as without it
 
     def resolve(self, ref: str) -> Digest | None:
         resp = self.client.request("HEAD", self._path("manifests", ref), scope=self._pull,
@@ -237,6 +268,8 @@ class RegistryStore(Store):
                                    headers={"Content-Type": manifest.media_type}, content=manifest.data,
                                    ok=(200, 201, 202, 204, 400, 409, 412), what=what)
         if resp.status_code < 300:
+            if tag:
+                self._known[tag] = manifest.digest
             return resp
         codes = _error_codes(resp)
         if codes & {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"}:
