@@ -10,14 +10,18 @@ repositories of that place), then child manifests, then attachments (after their
 index or root manifest with its tags. A tag therefore never points at anything incomplete or unsigned,
 and an interrupted copy resumes by skipping what the destination already holds.
 
-With ``verify_first`` every blob that will be written is read and digest-checked before the first
-write, so a corrupt source (a damaged bundle) writes nothing at all. Every byte written is checked
-again as it streams.
+With ``verify_first`` nothing is committed before every blob that will be written has been read and
+digest-checked, so a corrupt source (a damaged bundle) commits nothing at all. Where the destination
+can stage a blob (a registry's upload session, committed by ``PUT ?digest=``) the check happens as it
+streams there, the source is read once, and the commits follow when every staged blob matched; small
+blobs and places that cannot stage are read and hashed first. Without it every byte written is still
+checked as it streams, so a bad blob alone is kept out.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +35,7 @@ from airgap.errors import (
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.attachment import ATTESTATION, REFERRER, SBOM, SIGNATURE, Attachment
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
-from airgap.places.base import Store
+from airgap.places.base import StagedBlob, Store
 from airgap.progress import Progress
 
 MAX_ATTACHMENT_DEPTH = limits.MAX_ATTACHMENT_DEPTH
@@ -263,7 +267,13 @@ class CopyEngine:
         if len(items) <= 1 or self.concurrency == 1:
             return [fn(i) for i in items]
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(fn, items))
+            futures = [pool.submit(fn, i) for i in items]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:  # fail fast: what has not started does not start
+                    f.cancel()
+                raise
 
     # -- the whole copy -------------------------------------------------------------------------
     def copy(self, jobs: list[CopyJob], resolved: list[_Resolved] | None = None) -> CopyReport:
@@ -286,7 +296,7 @@ class CopyEngine:
                 pairs.setdefault((r.job.dst.description, b.digest), (r.job.dst, b))
                 sources.setdefault(b.digest, src)
         pair_list = list(pairs.values())
-        exists = self._map(lambda p: p[0].blob_exists(p[1]), pair_list)
+        exists = self._map(lambda p: self._blob_there(*p), pair_list)
         have_in_place: dict[tuple[str, Digest], Store] = {}
         missing: list[tuple[Store, Descriptor]] = []
         for (dst, b), ok in zip(pair_list, exists):
@@ -307,11 +317,19 @@ class CopyEngine:
 
         if self.verify_first and uploads:
             uploads, mounts = self._sources_complete(uploads, mounts, sources, todo)
-        if self.verify_first and uploads:
-            unique = {b.digest: b for _, b in uploads if b.digest not in self.verified}
-            self.progress.phase("verifying", sum(b.size for b in unique.values()))
-            self._map(lambda b: self._verify_blob(sources[b.digest], b),
-                      sorted(unique.values(), key=lambda b: b.size, reverse=True))
+        # Verify first: a blob a destination can stage is hashed as it streams there, and committed
+        # only once every staged blob matched, so the source is read once; the rest (small blobs,
+        # which a place may commit in the very request that sends them) is hashed before anything.
+        staged: list[tuple[Store, Descriptor]] = []
+        direct: list[tuple[Store, Descriptor]] = []
+        for u in uploads:
+            (staged if self.verify_first and not self.dry_run and self._stages(u) else direct).append(u)
+        if self.verify_first and direct:
+            unique = {b.digest: b for _, b in direct if b.digest not in self.verified}
+            if unique:
+                self.progress.phase("verifying", sum(b.size for b in unique.values()))
+                self._map(lambda b: self._verify_blob(sources[b.digest], b),
+                          sorted(unique.values(), key=lambda b: b.size, reverse=True))
 
         if self.dry_run:
             report.blobs_uploaded = len(uploads)
@@ -323,11 +341,19 @@ class CopyEngine:
             return report
 
         # Largest first: a big layer started last would leave one stream running alone at the end.
-        uploads.sort(key=lambda u: u[1].size, reverse=True)
+        staged.sort(key=lambda u: u[1].size, reverse=True)
+        direct.sort(key=lambda u: u[1].size, reverse=True)
         if uploads:
             self.progress.phase("copying", sum(b.size for _, b in uploads))
+        handles = self._stage_all(staged, sources)
         self._verified = self.verify_first
-        self._map(lambda u: self._upload(sources[u[1].digest], u[0], u[1]), uploads)
+        try:
+            self._map(lambda step: step(), [h.commit for h in handles] + [
+                functools.partial(self._upload, sources[b.digest], dst, b) for dst, b in direct])
+        except BaseException:
+            for h in handles:
+                h.cancel()  # what did not commit yet does not linger (a committed one ignores it)
+            raise
         report.blobs_uploaded = len(uploads)
         report.bytes_uploaded = sum(b.size for _, b in uploads)
 
@@ -413,20 +439,59 @@ class CopyEngine:
         for _ in self._body(src, desc, count=True):
             pass
 
-    def _upload(self, src: Store, dst: Store, desc: Descriptor) -> None:
+    @staticmethod
+    def _blob_there(dst: Store, desc: Descriptor) -> bool:
+        # A small blob is sent without asking into a repository with no tag: the HEAD costs a
+        # registry a fifth of the upload, and such a repository holds at most the leftovers of an
+        # interrupted load (large blobs are still asked for, so a resumed load skips those).
+        if desc.size <= limits.MONOLITHIC_UPLOAD_BYTES and dst.holds_no_tags():
+            return False
+        return dst.blob_exists(desc)
+
+    def _stages(self, upload: tuple[Store, Descriptor]) -> bool:
+        dst, desc = upload
+        return dst.stages_blobs and desc.size > limits.MONOLITHIC_UPLOAD_BYTES and desc.digest not in self.verified
+
+    def _stage_all(self, uploads: list[tuple[Store, Descriptor]], sources: dict[Digest, Store]) -> list[StagedBlob]:
+        """Stage every upload, hashing each on the way; if one fails (a damaged source), every
+        session already open is cancelled and nothing is committed."""
+        handles: list[StagedBlob] = []
+        lock = threading.Lock()
+
+        def stage(upload: tuple[Store, Descriptor]) -> None:
+            dst, desc = upload
+            src = sources[desc.digest]
+            handle = self._retrying(lambda attempt: dst.stage_blob(
+                desc, functools.partial(self._body, src, desc, count=attempt == 1)))
+            with lock:
+                handles.append(handle)
+
+        try:
+            self._map(stage, uploads)
+        except BaseException:
+            for h in handles:
+                h.cancel()
+            raise
+        return handles
+
+    def _retrying(self, step: Callable[[int], R]) -> R:
+        """``step(attempt)``, again from a fresh stream after a Transient failure."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                # Hashing twice costs CPU the registry needs on a small host: a blob verified in the
-                # first pass is checked again by a registry on commit, so it only gets a size check.
-                rehash = not (self._verified and dst.checks_digests_on_write)
-                dst.put_blob(desc, functools.partial(self._body, src, desc, count=attempt == 1, rehash=rehash))
-                return
+                return step(attempt)
             except Transient:
                 if attempt >= self.retries:
                     raise
                 time.sleep(limits.RETRY_BACKOFF * 2 ** (attempt - 1))
+
+    def _upload(self, src: Store, dst: Store, desc: Descriptor) -> None:
+        # Hashing twice costs CPU the registry needs on a small host: a blob verified already is
+        # checked again by a registry on commit, so it only gets a size check.
+        rehash = not (self._verified and dst.checks_digests_on_write)
+        self._retrying(lambda attempt: dst.put_blob(
+            desc, functools.partial(self._body, src, desc, count=attempt == 1, rehash=rehash)))
 
     def _mount_or_upload(self, src: Store, dst: Store, desc: Descriptor, have: Store) -> bool:
         try:

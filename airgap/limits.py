@@ -151,6 +151,10 @@ MAX_REDIRECTS = 10
 CONNECTIONS = 16
 #: Blobs copied at once; each holds one CHUNK in flight.
 COPY_CONCURRENCY = 8
+#: Blobs up to this size are uploaded in one request (POST, then PUT ?digest= with the body) instead of
+#: POST, PATCH, PUT: the round trip saved matters for small blobs (configs, signatures, small images).
+#: A verifying load hashes them before that PUT (it commits), reading them twice, which costs little.
+MONOLITHIC_UPLOAD_BYTES = 4 * MiB
 #: Whole-blob retries of the copy engine after a Transient failure (on top of the client's own).
 COPY_RETRIES = 3
 #: Blob hashing threads of `airgap verify`: hashing is CPU-bound, two per core is plenty.

@@ -4,9 +4,10 @@ Nothing is pushed until the bundle has passed every check: its signature and eve
 (with ``key``), structure (no truncated member, every blob or part present), chart and CRD
 checksums, the values keys, every output path (airgap/outputs.py), the release record (no downgrade),
 what the target's tags already hold (signatures reused, a changed chart under the same version
-refused: airgap/targets/plan.py), push rights, and the digest of every blob the target does not hold
-yet. The target's kind (Harbor, ECR, Nexus, generic) decides provisioning and quirks
-(airgap/targets/).
+refused: airgap/targets/plan.py) and push rights; and nothing is committed until the digest of every
+blob the target does not hold yet has matched (large blobs are hashed as they stream into upload
+sessions, so the bundle is read once: airgap/copy.py). The target's kind (Harbor, ECR, Nexus,
+generic) decides provisioning and quirks (airgap/targets/).
 """
 
 from __future__ import annotations

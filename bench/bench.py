@@ -305,7 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--airgap-cmd", default=f"{shlex.quote(sys.executable)} -m airgap",
                     help="how to invoke the CLI (default: this python -m airgap)")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results.json")
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help=f"comma-separated subset of {','.join(CASES)} (iteration; a full run is the measure)")
     args = ap.parse_args(argv)
+    args.cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if not args.cases <= set(CASES):
+        ap.error(f"--cases: unknown {', '.join(sorted(args.cases - set(CASES)))} (known: {', '.join(CASES)})")
 
     require_tools("docker-registry", SKOPEO_BIN)
     if args.workdir:
@@ -367,7 +372,30 @@ def _timed_sum(name: str, runs: list[Run]) -> Run:
                max(r.returncode for r in runs), first.stdout_path, first.stderr_path)
 
 
+#: What a run measures, in order: the 1.3 GB corpus (bundle, load, reload), 200 small images, a
+#: delta bundle, one big layer.
+CASES = ("corpus", "small", "delta", "big")
+
+
 def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) -> None:
+    if "corpus" in args.cases:
+        _corpus(args, bench, res, registries)
+    # -- 200 small images: load vs skopeo sync, registry to registry ------------------------
+    if args.small_images > 0 and "small" in args.cases:
+        _small_images(args, bench, res, registries)
+    # -- patch release: a delta bundle ---------------------------------------------------------
+    if "delta" in args.cases:
+        reg = _fresh_registry(bench.workdir, "registry-delta", registries)
+        _delta(bench, res, reg.registry)
+        _stop(reg, registries)
+    # -- one big layer -----------------------------------------------------------------------
+    if args.big_layer_gb > 0 and "big" in args.cases:
+        a = _fresh_registry(bench.workdir, "registry-big-a", registries)
+        b = _fresh_registry(bench.workdir, "registry-big-b", registries)
+        _big_layer(args, bench, res, a.registry, b.registry, bench.workdir / "layout")
+
+
+def _corpus(args, bench: Bench, res: Results, registries: list[RegistryProcess]) -> None:
     work = bench.workdir
     total = int(args.size_gb * GB)
     base = int(total * args.base_fraction)
@@ -481,21 +509,6 @@ def _bench(args, bench: Bench, res: Results, registries: list[RegistryProcess]) 
     res.ratios["bundle"] = _ratio(best["bundle"], best["skopeo_bundle"])
     res.ratios["load"] = _ratio(best["load"], best["skopeo_load"])
     _stop(next(r for r in registries if r.registry is src), registries)
-
-    # -- 200 small images: load vs skopeo sync, registry to registry ------------------------
-    if args.small_images > 0:
-        _small_images(args, bench, res, registries)
-
-    # -- patch release: a delta bundle ---------------------------------------------------------
-    reg = _fresh_registry(work, "registry-delta", registries)
-    _delta(bench, res, reg.registry)
-    _stop(reg, registries)
-
-    # -- one big layer -----------------------------------------------------------------------
-    if args.big_layer_gb > 0:
-        a = _fresh_registry(work, "registry-big-a", registries)
-        b = _fresh_registry(work, "registry-big-b", registries)
-        _big_layer(args, bench, res, a.registry, b.registry, layout)
 
 
 def _ratio(ours: Run | None, theirs: Run | None) -> float | None:

@@ -328,6 +328,7 @@ class BundleReader:
             if is_zstd(p):
                 raise BundleError(f"{p} is zstd-compressed: give it alone (the parts of a split bundle are plain tars)")
         self.members: dict[str, Member] = {}
+        self._ref_names: dict[str, tuple[str, int]] | None = None
         main, main_head = None, None
         parts: dict[int, Path] = {}
         for p in paths:
@@ -464,7 +465,13 @@ class BundleReader:
 
     def ref_names(self) -> dict[str, tuple[str, int]]:
         """``<image>:<tag>`` -> (digest, size) of every tagged manifest, as the signed manifest says:
-        each image under its tag, each signature under its cosign tag."""
+        each image under its tag, each signature under its cosign tag. Built once: every image's
+        scoped store asks for it (building it per image would cost the square of the image count)."""
+        if self._ref_names is None:
+            self._ref_names = self._build_ref_names()
+        return self._ref_names
+
+    def _build_ref_names(self) -> dict[str, tuple[str, int]]:
         out: dict[str, tuple[str, int]] = {}
         for i in self.manifest.images:
             out[i.ref_name] = (i.digest, i.size)

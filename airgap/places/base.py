@@ -33,6 +33,21 @@ from airgap.model.manifest import ImageIndex, Manifest
 BlobBody = Callable[[], Iterator[bytes]]
 
 
+class StagedBlob(ABC):
+    """A blob whose bytes a place holds without showing them yet (a registry's open upload session,
+    before ``PUT ?digest=``). The engine stages every unverified blob of a copy while hashing it on
+    the way, and commits only once all of them matched: one read of the source, nothing committed
+    from a damaged one."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the blob appear in the place (the place checks its digest again where it can)."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Drop the bytes; best effort, never raises."""
+
+
 class Store(ABC):
     """One repository's worth of content in some place."""
 
@@ -66,6 +81,13 @@ class Store(ABC):
     def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
         raise AirgapError(f"{self.description} is read-only")
 
+    #: ``stage_blob`` works: bytes can be sent now and committed later (see :class:`StagedBlob`)
+    stages_blobs: bool = False
+
+    def stage_blob(self, desc: Descriptor, body: BlobBody) -> StagedBlob:
+        """Send a blob's bytes without committing them; on failure nothing is left staged."""
+        raise AirgapError(f"{self.description} cannot hold uncommitted blobs")
+
     def mount_blob(self, desc: Descriptor, source: Store) -> bool:
         """Make a blob from ``source`` (another repository in the same place) appear here without
         moving its bytes; False when the place cannot, and the caller uploads instead."""
@@ -76,6 +98,12 @@ class Store(ABC):
 
     def resolve_tag(self, tag: str) -> Digest | None:
         return None
+
+    def holds_no_tags(self) -> bool:
+        """Known to hold no tag at all (a first load into this repository); False when not known.
+        It may still hold blobs (an interrupted load): the engine sends small blobs there without
+        asking first, and asks for large ones."""
+        return False
 
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
         raise AirgapError(f"{self.description} is read-only")

@@ -9,17 +9,18 @@ from weakref import WeakKeyDictionary
 import httpx
 
 from airgap import limits
-from airgap.errors import ManifestBlobUnknown, RegistryError
+from airgap.errors import AirgapError, ManifestBlobUnknown, NotFound, RegistryError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.attachment import COSIGN_TAG, Attachment
 from airgap.model.digest import CHUNK
 from airgap.model.manifest import MAX_MANIFEST_BYTES, ImageIndex, Manifest
 from airgap.model.mediatypes import MANIFEST_ACCEPT, MediaType
-from airgap.places.base import BlobBody, Store
+from airgap.places.base import BlobBody, StagedBlob, Store
 from airgap.registry.auth import error_text
 from airgap.registry.client import RegistryClient
 
 MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
+MONOLITHIC_UPLOAD_BYTES = limits.MONOLITHIC_UPLOAD_BYTES
 
 # Whether a registry has the referrers API, asked once per client (every repository shares the answer).
 _REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()
@@ -29,6 +30,8 @@ class RegistryStore(Store):
     # PUT ...?digest= commits an upload only when the bytes hash to that digest (distribution-spec).
     checks_digests_on_write = True
     remote = True
+    # An upload session holds the bytes until PUT ?digest= commits them (distribution-spec).
+    stages_blobs = True
 
     def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True,
                  referrers_api: bool | None = None):
@@ -41,6 +44,13 @@ class RegistryStore(Store):
         if referrers_api is not None:
             _REFERRERS_API[client] = referrers_api
         self.description = f"{client.host}/{repository}"
+        # The repository's tags, listed once after a first tag lookup missed (a first load, a new
+        # release): later lookups of unlisted tags are then answered here. ``_known`` holds what a
+        # lookup found and what we tagged since: planning, the copy and its tag pushes all ask for
+        # the same tags, and this store lives for one command. None: not listed (yet, or refused).
+        self._tags: set[str] | None = None
+        self._listed = False
+        self._known: dict[str, Digest] = {}
         self._pull = f"repository:{repository}:pull"
         self._push = f"repository:{repository}:pull,push"
 
@@ -135,7 +145,31 @@ class RegistryStore(Store):
         return self.resolve(str(digest)) is not None
 
     def resolve_tag(self, tag: str) -> Digest | None:
-        return self.resolve(tag)
+        if tag in self._known:
+            return self._known[tag]
+        if self._tags is not None and tag not in self._tags:
+            return None
+        found = self.resolve(tag)
+        if found is not None:
+            self._known[tag] = found
+        elif not self._listed:
+            # A load asks for several tags per repository (the image's, its signatures'), on a first
+            # load each a HEAD the registry answers 404; one listing answers the others.
+            self._listed = True
+            self._tags = self._list_tags()
+        return found
+
+    def holds_no_tags(self) -> bool:
+        return self._tags is not None and not self._tags
+
+    def _list_tags(self) -> set[str] | None:
+        from airgap.registry.listing import paged
+        try:
+            return set(paged(self.client, self._path("tags", "list"), "tags", self._pull))
+        except NotFound:
+            return set()  # NAME_UNKNOWN: no such repository yet, or one without tags (Distribution)
+        except (RegistryError, ValueError, AttributeError):
+            return None  # a refused or odd listing: ask tag by tag, as without it
 
     def resolve(self, ref: str) -> Digest | None:
         resp = self.client.request("HEAD", self._path("manifests", ref), scope=self._pull,
@@ -165,34 +199,51 @@ class RegistryStore(Store):
         # so the session does not linger until the registry's upload purger removes it.
         loc = resp.headers.get("location")
         if loc:
-            try:
-                self.client.request("DELETE", self._location(resp, loc), scope=self._push, ok=(200, 202, 204, 404),
-                                    what="cancel upload")
-            except RegistryError:
-                pass
+            _Upload(self, self._location(resp, loc), f"mount of blob {desc.digest.short}").cancel()
         return False
 
     def _location(self, resp: httpx.Response, loc: str) -> str:
         return str(resp.url.join(loc))
 
-    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
-        what = f"upload of blob {desc.digest.short} to {self.repository}"
+    def _open_upload(self, what: str) -> str:
         resp = self._start_upload(None, self._push, what)
         loc = resp.headers.get("location")
         if not loc:
             raise RegistryError(f"registry {self.client.host}: {what}: no upload Location in the answer")
-        # One streaming PATCH then PUT?digest: what Distribution, Harbor, ECR (no chunks under 5 MB) and
-        # Nexus all accept. Content-Length is set so no proxy has to buffer a chunked body.
-        patch_url = self._location(resp, loc)
+        return self._location(resp, loc)
+
+    def put_blob(self, desc: Descriptor, body: BlobBody) -> None:
+        if desc.size > MONOLITHIC_UPLOAD_BYTES:
+            self.stage_blob(desc, body).commit()
+            return
+        # A small blob in one PUT ?digest= with its body (every registry we target accepts it): one
+        # round trip fewer than PATCH + PUT, which is most of the cost of a small image.
+        what = f"upload of blob {desc.digest.short} to {self.repository}"
+        url = self._open_upload(what)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        presp = self.client.upload("PATCH", patch_url, scope=self._push, headers=headers, body=body(), what=what)
-        if presp.status_code not in (201, 202, 204):
-            self.client.raise_for(presp, what)
-        put_loc = presp.headers.get("location") or loc
-        put_url = str(presp.url.join(put_loc))
-        sep = "&" if "?" in put_url else "?"
-        self.client.request("PUT", f"{put_url}{sep}digest={desc.digest}", scope=self._push,
-                            headers={"Content-Length": "0"}, ok=(201, 204), what=what)
+        resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
+                                  body=body(), what=what)
+        if resp.status_code not in (201, 204):
+            self.client.raise_for(resp, what)
+
+    def stage_blob(self, desc: Descriptor, body: BlobBody) -> StagedBlob:
+        """POST, then one streaming PATCH (what Distribution, Harbor, ECR, which wants no chunks under
+        5 MB, and Nexus all accept); ``PUT ?digest=`` is left to :meth:`_Upload.commit`. Content-Length
+        is set so no proxy has to buffer a chunked body."""
+        what = f"upload of blob {desc.digest.short} to {self.repository}"
+        url = self._open_upload(what)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        try:
+            presp = self.client.upload("PATCH", url, scope=self._push, headers=headers, body=body(), what=what)
+            if presp.status_code not in (201, 202, 204):
+                self.client.raise_for(presp, what)
+        except BaseException:
+            # The body failed its digest, or the registry refused it: drop the session now rather
+            # than leave it until the registry's upload purger removes it.
+            _Upload(self, url, what).cancel()
+            raise
+        put_loc = presp.headers.get("location")
+        return _Upload(self, str(presp.url.join(put_loc)) if put_loc else url, what, desc.digest)
 
     def push_attachment(self, manifest: Manifest, att: Attachment) -> bool:
         if att.found_by == COSIGN_TAG:
@@ -216,6 +267,8 @@ class RegistryStore(Store):
                                    headers={"Content-Type": manifest.media_type}, content=manifest.data,
                                    ok=(200, 201, 202, 204, 400, 409, 412), what=what)
         if resp.status_code < 300:
+            if tag:
+                self._known[tag] = manifest.digest
             return resp
         codes = _error_codes(resp)
         if codes & {"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"}:
@@ -234,6 +287,29 @@ class RegistryStore(Store):
                                     "push under a new tag or lift the immutability rule")
         self.client.raise_for(resp, what)
         return None  # raise_for raised
+
+
+class _Upload(StagedBlob):
+    """An upload session whose bytes are all sent: PUT ?digest= commits it, DELETE drops it."""
+
+    def __init__(self, store: RegistryStore, url: str, what: str, digest: Digest | None = None):
+        self.store, self.url, self.what, self.digest = store, url, what, digest
+
+    def commit(self) -> None:
+        assert self.digest is not None
+        self.store.client.request("PUT", _with_digest(self.url, self.digest), scope=self.store._push,
+                                  headers={"Content-Length": "0"}, ok=(201, 204), what=self.what)
+
+    def cancel(self) -> None:
+        try:
+            self.store.client.request("DELETE", self.url, scope=self.store._push, ok=(200, 202, 204, 404),
+                                      what=f"cancel of the {self.what}")
+        except AirgapError:
+            pass  # best effort: the registry purges stale sessions itself
+
+
+def _with_digest(url: str, digest: Digest) -> str:
+    return f"{url}{'&' if '?' in url else '?'}digest={digest}"
 
 
 def _error_codes(resp: httpx.Response) -> set[str]:

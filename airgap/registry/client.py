@@ -196,6 +196,7 @@ class RegistryClient:
                             max_keepalive_connections=self.options.connections)
         if transport is None and self.options.insecure:
             transport = _TlsOnDemand(verify, pool)
+        self._origin_of: tuple[str, tuple[str, str, int | None]] = ("", ("", "", None))
         self.http = httpx.Client(
             verify=verify,
             timeout=httpx.Timeout(self.options.timeout, connect=30.0),
@@ -266,7 +267,10 @@ class RegistryClient:
         """Authorization goes only to the registry itself, never to a host its answers point at."""
         if "://" not in url:
             return True
-        return _origin(httpx.URL(url)) == _origin(httpx.URL(self.base))
+        # Parsed once per base: a small image costs a dozen requests, each asking this.
+        if self._origin_of[0] != self.base:
+            self._origin_of = (self.base, _origin(httpx.URL(self.base)))
+        return _origin(httpx.URL(url)) == self._origin_of[1]
 
     def repo_path(self, repository: str) -> str:
         """The URL path of a repository's API: ``/v2/<repository>``, or Nexus's per-repository

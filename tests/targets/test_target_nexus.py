@@ -90,10 +90,22 @@ def test_repository_endpoint_address(bundle, nexus_factory, tmp_path):
 
 
 def test_blob_head_lies_then_manifest_blob_unknown_is_repaired(bundle, nexus_factory, tmp_path):
-    """nexus-public#264: HEAD says a layer is there, the manifest PUT says MANIFEST_BLOB_UNKNOWN."""
+    """nexus-public#264: HEAD says a layer is there, the manifest PUT says MANIFEST_BLOB_UNKNOWN.
+    The repository has history (another image under an older tag): into one without any tag a load
+    sends small blobs without asking, so no HEAD could lie."""
+    from airgap.copy import CopyEngine, CopyJob
+    from airgap.places.registry import RegistryStore
+    from airgap.registry.client import RegistryClient, RegistryOptions
+
     path, layout, digests = bundle
     layer = LayoutStore(layout).fetch_manifest("query").layers[-1].digest
     nx, backend = nexus_factory(ghost_blobs=(str(layer),))
+    client = RegistryClient(backend.host, RegistryOptions(insecure=True))
+    try:
+        CopyEngine().copy([CopyJob("old", LayoutStore(layout), "indexing",
+                                   RegistryStore(client, f"{nx.hosted}/g/haystack-query"), ["0.0.1"])])
+    finally:
+        client.close()
     proc = run_load(path, nx, f"{nx.hosted}/g", "--json",
                   "--values-out", str(tmp_path / "v.yaml"), env=_env(nx))
     assert "re-uploading" in proc.stderr

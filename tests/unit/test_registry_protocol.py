@@ -171,8 +171,9 @@ def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
     from synth import LayerSpec, add_image
 
     layout = tmp_path / "l"
-    add_image(layout, "x", layers=[LayerSpec(size=3 << 20, seed=5)])
+    add_image(layout, "x", layers=[LayerSpec(size=6 << 20, seed=5)])  # over MONOLITHIC_UPLOAD_BYTES
     patches = {"n": 0, "bytes": []}
+    put_bodies: list[int] = []
     blobs: set[str] = set()
 
     def handler(req: httpx.Request) -> httpx.Response:
@@ -189,6 +190,7 @@ def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
             patches["bytes"].append(len(body))
             return httpx.Response(202, headers={"Location": "/v2/x/blobs/uploads/u1"})
         if req.method == "PUT" and "/blobs/" in path:
+            put_bodies.append(len(req.read()))
             blobs.add(req.url.params["digest"])
             return httpx.Response(201)
         if req.method == "PUT":
@@ -197,8 +199,9 @@ def test_upload_broken_off_midway_is_retried_from_a_fresh_stream(tmp_path):
 
     dst = RegistryStore(_client(handler), "x")
     report = CopyEngine(concurrency=1).copy([CopyJob("x", LayoutStore(layout), "x", dst, ["1"])])
-    assert patches["n"] == 3  # the broken layer upload, its retry, the config
-    assert max(patches["bytes"]) > 3 << 20  # the retried layer went through whole
+    assert patches["n"] == 2  # the broken layer upload and its retry; the small config goes in one PUT
+    assert max(patches["bytes"]) > 6 << 20  # the retried layer went through whole
+    assert min(put_bodies) == 0 and max(put_bodies) > 0  # config: PUT with body; layer: PATCH, PUT
     assert report.blobs_uploaded == 2 and len(blobs) == 2
 
 
