@@ -99,6 +99,10 @@ class Store(ABC):
     def resolve_tag(self, tag: str) -> Digest | None:
         return None
 
+    def known_tag(self, tag: str) -> tuple[bool, Digest | None]:
+        """(whether this command has asked or written ``tag`` already, what it holds), no request."""
+        return (False, None)
+
     def holds_no_tags(self) -> bool:
         """Known to hold no tag at all (a first load into this repository); False when not known.
         It may still hold blobs (an interrupted load): the engine sends small blobs there without

@@ -34,7 +34,7 @@ class RegistryStore(Store):
     stages_blobs = True
 
     def __init__(self, client: RegistryClient, repository: str, *, mount: bool = True,
-                 referrers_api: bool | None = None):
+                 referrers_api: bool | None = None, tags: dict[str, Digest | None] | None = None):
         self.client = client
         self.repository = repository
         # False where the registry cannot mount (Nexus) or mounts only when enabled (ECR): asking
@@ -45,12 +45,13 @@ class RegistryStore(Store):
             _REFERRERS_API[client] = referrers_api
         self.description = f"{client.host}/{repository}"
         # The repository's tags, listed once after a first tag lookup missed (a first load, a new
-        # release): later lookups of unlisted tags are then answered here. ``_known`` holds what a
-        # lookup found and what we tagged since: planning, the copy and its tag pushes all ask for
-        # the same tags, and this store lives for one command. None: not listed (yet, or refused).
+        # release): later lookups of unlisted tags are then answered here. None: not listed (yet, or
+        # refused). ``_known`` holds each tag's answer as this command saw or wrote it (None: no such
+        # tag): planning, the copy and its tag pushes all ask for the same tags, so each is asked
+        # once. ``tags`` shares it between the stores of one repository (airgap/targets/base.py).
         self._tags: set[str] | None = None
         self._listed = False
-        self._known: dict[str, Digest] = {}
+        self._known: dict[str, Digest | None] = {} if tags is None else tags
         self._pull = f"repository:{repository}:pull"
         self._push = f"repository:{repository}:pull,push"
 
@@ -148,11 +149,11 @@ class RegistryStore(Store):
         if tag in self._known:
             return self._known[tag]
         if self._tags is not None and tag not in self._tags:
+            self._known[tag] = None
             return None
         found = self.resolve(tag)
-        if found is not None:
-            self._known[tag] = found
-        elif not self._listed:
+        self._known[tag] = found
+        if found is None and not self._listed:
             # A load asks for several tags per repository (the image's, its signatures'), on a first
             # load each a HEAD the registry answers 404; one listing answers the others.
             self._listed = True
@@ -161,6 +162,9 @@ class RegistryStore(Store):
 
     def holds_no_tags(self) -> bool:
         return self._tags is not None and not self._tags
+
+    def known_tag(self, tag: str) -> tuple[bool, Digest | None]:
+        return (tag in self._known, self._known.get(tag))
 
     def _list_tags(self) -> set[str] | None:
         from airgap.registry.listing import paged
@@ -263,6 +267,8 @@ class RegistryStore(Store):
     def _put(self, manifest: Manifest, tag: str | None) -> httpx.Response | None:
         ref = tag or str(manifest.digest)
         what = f"push of manifest {self.repository}:{ref}"
+        if tag:
+            self._known.pop(tag, None)  # a failed write forgets the tag: the next question asks the registry
         resp = self.client.request("PUT", self._path("manifests", ref), scope=self._push,
                                    headers={"Content-Type": manifest.media_type}, content=manifest.data,
                                    ok=(200, 201, 202, 204, 400, 409, 412), what=what)

@@ -14,7 +14,6 @@ from typing import Any
 
 from airgap.errors import NotFound, RegistryError
 from airgap.model import Digest
-from airgap.model.attachment import Attachment
 from airgap.model.manifest import ImageIndex, Manifest
 from airgap.places.registry import RegistryStore
 from airgap.progress import Progress
@@ -38,8 +37,9 @@ class OpenTarget:
     impl: TargetKind
     mount: bool             # the kind's cross-repository mount, or what --mount/--no-mount said
     state: Any = None       # what the kind keeps for this registry (ECR: its API client)
-    #: (repository, tag) -> digest (None: no such tag), as this command saw or wrote it (TargetStore).
-    tags: dict[tuple[str, str], Digest | None] = field(default_factory=dict, compare=False, repr=False)
+    #: repository -> {tag: digest (None: no such tag)}, as this command saw or wrote it: every store
+    #: of one repository shares its answers, so a no-op reload asks about each tag once.
+    tags: dict[str, dict[str, Digest | None]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def kind(self) -> str:
@@ -49,10 +49,10 @@ class OpenTarget:
     def title(self) -> str:
         return self.impl.title
 
-    def store(self, repository: str) -> TargetStore:
+    def store(self, repository: str) -> RegistryStore:
         """A repository of this target as a place, with the kind's mount behaviour; its tags are
-        asked once per command (:class:`TargetStore`)."""
-        return TargetStore(self.client, repository, self.tags, mount=self.mount)
+        asked once per command."""
+        return RegistryStore(self.client, repository, mount=self.mount, tags=self.tags.setdefault(repository, {}))
 
     def prepare(self, repositories: list[str], create_namespaces: bool, progress: Progress) -> list[str]:
         return self.impl.prepare(self, repositories, create_namespaces, progress)
@@ -68,50 +68,6 @@ class OpenTarget:
 
     def close(self) -> None:
         self.client.close()
-
-
-class TargetStore(RegistryStore):
-    """A repository of an opened target that asks the registry about each tag once per command.
-
-    The load plans every tag before the first push (airgap/targets/plan.py) and the copy engine then
-    asks the same questions again (is the image there? does the tag move?): with the answers kept
-    here, a no-op reload sends one HEAD per tag instead of two. What this command writes under a tag
-    is remembered as written; a failed write forgets the tag, so the next question asks the registry.
-    A tag moved by someone else in between is not seen, exactly as it was not between the plan and
-    the push before. The memo is the opened target's, shared by every store of one repository."""
-
-    def __init__(self, client: RegistryClient, repository: str, memo: dict[tuple[str, str], Digest | None], *,
-                 mount: bool = True):
-        super().__init__(client, repository, mount=mount)
-        self._memo = memo
-
-    def resolve_tag(self, tag: str) -> Digest | None:
-        key = (self.repository, tag)
-        if key in self._memo:
-            return self._memo[key]
-        digest = super().resolve_tag(tag)
-        self._memo[key] = digest
-        return digest
-
-    def known_tag(self, tag: str) -> tuple[bool, Digest | None]:
-        """(whether this command has asked or written ``tag`` already, what it holds), no request."""
-        key = (self.repository, tag)
-        return (key in self._memo, self._memo.get(key))
-
-    def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
-        if tag is None:
-            super().put_manifest(manifest)
-            return
-        self._memo.pop((self.repository, tag), None)
-        super().put_manifest(manifest, tag)
-        self._memo[(self.repository, tag)] = manifest.digest
-
-    def put_attachment(self, manifest: Manifest, att: Attachment) -> None:
-        # RegistryStore writes a cosign tag or the tag-schema index through put_manifest (remembered
-        # there); what it writes otherwise, this forgets to be safe.
-        if att.tag:
-            self._memo.pop((self.repository, att.tag), None)
-        super().put_attachment(manifest, att)
 
 
 class TargetKind:

@@ -31,7 +31,6 @@ from airgap.places.base import Store, read_small
 from airgap.progress import Progress
 from airgap.sign.cosign import verify_signature_manifest
 from airgap.sign.keys import PublicKey
-from airgap.targets.base import TargetStore
 from airgap.targets.session import OpenTarget
 
 
@@ -69,9 +68,9 @@ def _immutability(opened: OpenTarget):
 
 def _ask_tags(jobs: list[CopyJob], concurrency: int) -> None:
     """Ask the target about every tag the plan will read, ``concurrency`` at a time: the answers
-    land in the stores' memo (TargetStore), so the plan below and the engine after it send nothing
+    land in the stores' memo (RegistryStore.known_tag), so the plan below and the engine after it send nothing
     more. 200 small images are 400 tags: one round trip each, in sequence, would be seconds."""
-    asks = [(job.dst, tag) for job in jobs if isinstance(job.dst, TargetStore) and job.tags
+    asks = [(job.dst, tag) for job in jobs if job.dst.remote and job.tags
             for tag in [job.tags[0]] + [a.attachment.tag for a in job.attach if a.attachment.tag]]
     if len(asks) < 2 or concurrency < 2:
         return
@@ -150,10 +149,10 @@ def writes_planned(jobs: list[CopyJob]) -> bool:
     target's tags (no request). False only when every job's tags already name its root and every
     attachment it carries is under a tag that names it: exactly when the engine finds each job present
     and writes nothing. Anything the plan did not see (a job without tags, an attachment by digest,
-    a destination that is not an opened target) counts as a write."""
+    a place that remembers no tag answers) counts as a write."""
     for job in jobs:
         dst = job.dst
-        if not isinstance(dst, TargetStore) or not job.tags:
+        if not job.tags:
             return True
         want = job.ref if job.ref.startswith("sha256:") else str(job.src.fetch_manifest(job.ref).digest)
         for tag in job.tags:
