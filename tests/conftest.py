@@ -109,6 +109,41 @@ def public_registries(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def referrers_registry(registry_factory: StartRegistry):
+    """A Distribution with the distribution-spec referrers API in front (tests/support/referrers_standin.py)."""
+    from referrers_standin import ReferrersStandIn
+
+    standin = ReferrersStandIn(registry_factory().host)
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def harbor_factory(registry_factory: StartRegistry, tmp_path_factory: pytest.TempPathFactory):
+    """``start(users) -> (HarborStandIn, backend Registry)``: the Harbor stand-in (token service and
+    control API, tests/support/harbor_standin.py) in front of a real Distribution; all stopped at teardown."""
+    from harbor_standin import HarborStandIn, TokenSigner
+
+    started = []
+
+    def start(users: dict[str, str]):
+        standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), users)
+        standin.start()
+        started.append(standin)
+        backend = registry_factory(auth_config=standin.auth_config())
+        standin.attach(backend.host)
+        return standin, backend
+
+    try:
+        yield start
+    finally:
+        for standin in started:
+            standin.stop()
+
+
+@pytest.fixture
 def layout(tmp_path: Path) -> Path:
     """Path of a fresh, empty directory to use as an OCI image layout (synth initialises it)."""
     path = tmp_path / "layout"

@@ -229,16 +229,6 @@ def test_load_relocates_through_the_tag_schema_merging_with_what_is_there(tools,
     assert again["manifests_pushed"] == 0 and again["blobs_uploaded"] == 0
 
 
-@pytest.fixture
-def referrers_registry(registry_factory):
-    from referrers_standin import ReferrersStandIn
-    standin = ReferrersStandIn(registry_factory().host)
-    try:
-        yield standin
-    finally:
-        standin.stop()
-
-
 def test_load_relocates_through_the_referrers_api_without_tags(tools, upstream, carried, referrers_registry, tmp_path):
     out, _, listed = carried
     api = referrers_registry
@@ -330,18 +320,8 @@ ADMIN = {"AIRGAP_REGISTRY_USERNAME": "admin", "AIRGAP_REGISTRY_PASSWORD": "Harbo
 
 
 @pytest.fixture
-def harbor(registry_factory, tmp_path_factory):
-    from harbor_standin import HarborStandIn, TokenSigner
-    users = {"admin": ADMIN["AIRGAP_REGISTRY_PASSWORD"]}
-    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), users)
-    standin.start()
-    try:
-        backend = registry_factory(auth_config=standin.auth_config())
-        standin.attach(backend.host)
-        yield standin
-    finally:
-        standin.stop()
-
+def harbor(harbor_factory):
+    return harbor_factory({"admin": ADMIN["AIRGAP_REGISTRY_PASSWORD"]})[0]
 
 def test_immutable_ecr_takes_each_index_once_and_a_rerun_pushes_nothing(tools, upstream, carried, ecr,  # noqa: F811
                                                                         tmp_path):

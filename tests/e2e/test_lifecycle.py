@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from harbor_standin import HarborStandIn, TokenSigner
+from harbor_standin import HarborStandIn
 from helpers import airgap, load_json, write_images_md
 from nexus_proxy import AllowOnce, start_nexus
 from synth import LayerSpec, add_image
@@ -116,18 +116,11 @@ def _lifecycle(tmp, b, registry: str, backend, env: dict, tmp_path, *extra: str)
 
 
 @pytest.fixture
-def harbor(registry_factory, tmp_path_factory):
-    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), {"admin": "Harbor12345-test"})
-    standin.start()
-    try:
-        backend = registry_factory(auth_config=standin.auth_config())
-        standin.attach(backend.host)
-        standin.projects.add("rel")
-        standin.immutable.add("rel")
-        yield standin, backend
-    finally:
-        standin.stop()
-
+def harbor(harbor_factory):
+    standin, backend = harbor_factory({"admin": "Harbor12345-test"})
+    standin.projects.add("rel")
+    standin.immutable.add("rel")
+    return standin, backend
 
 def test_three_releases_into_an_immutable_harbor_project(releases, harbor, tmp_path):
     tmp, b = releases

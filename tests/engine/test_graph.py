@@ -221,17 +221,6 @@ def test_sync_carries_oras_referrers_byte_identical_and_merges_at_the_destinatio
     assert all(i["status"] == "present" for i in again["images"] + again["attachments"] + again["signatures"])
 
 
-@pytest.fixture
-def referrers_registry(registry_factory):
-    """A Distribution with the referrers API in front (tests/support/referrers_standin.py)."""
-    from referrers_standin import ReferrersStandIn
-    standin = ReferrersStandIn(registry_factory().host)
-    try:
-        yield standin
-    finally:
-        standin.stop()
-
-
 def test_referrers_go_through_the_api_where_the_target_has_one_and_back_to_the_tag_schema(
         tmp_path, registry_factory, referrers_registry, oras):
     src, plain = registry_factory(), registry_factory()

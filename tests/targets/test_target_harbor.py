@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from harbor_standin import HarborStandIn, TokenSigner
 from helpers import airgap, demo_bundle_parts, demo_images_md, demo_layout, load_args, load_json, load_report, run_load
 
 ADMIN_PW = "Harbor12345-test"
@@ -16,16 +15,8 @@ ROBOT_PW = "r0bot-S3cret-value"
 
 
 @pytest.fixture
-def harbor(registry_factory, tmp_path_factory):
-    standin = HarborStandIn(TokenSigner(tmp_path_factory.mktemp("harbor")), {"admin": ADMIN_PW, ROBOT: ROBOT_PW})
-    standin.start()
-    try:
-        backend = registry_factory(auth_config=standin.auth_config())
-        standin.attach(backend.host)
-        yield standin
-    finally:
-        standin.stop()
-
+def harbor(harbor_factory):
+    return harbor_factory({"admin": ADMIN_PW, ROBOT: ROBOT_PW})[0]
 
 @pytest.fixture
 def bundle(tmp_path):
