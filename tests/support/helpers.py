@@ -77,6 +77,18 @@ def write_images_md(path: Path, release: str, entries: list[dict], extra: str = 
     return path
 
 
+def assert_upstream_refused(tmp_path: Path, upstream_host: str, cases) -> None:
+    """For each (image name under vendor/, key, words): bundling it with IMAGES.md `verify: {key: ...}`
+    exits 3 with a message holding ``words`` and the image's name, and writes no bundle."""
+    for name, key, words in cases:
+        md = write_images_md(tmp_path / "IMAGES2.md", "1.0.0", [
+            {"name": name, "source": f"{upstream_host}/vendor/{name}:1.0", "verify": f"{{key: {key}}}"}])
+        proc = airgap("bundle", "--images", str(md), "-o", str(tmp_path / "c.tar"), "--no-chart",
+                      "--insecure-registry", "--store", str(tmp_path / "store2"), check=False)
+        assert proc.returncode == 3 and words in proc.stderr and f"image {name}" in proc.stderr, proc.stderr
+        assert not (tmp_path / "c.tar").exists()
+
+
 def demo_layout(layout: Path) -> dict[str, str]:
     """Three images: two share a base layer, one is a two-platform index. Returns ref -> digest."""
     base = LayerSpec(size=4 << 20, seed=100)
