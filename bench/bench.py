@@ -65,6 +65,10 @@ class Run:
     stderr_path: str
     wait4_maxrss_kib: int = 0  # raw ru_maxrss, floored by bench.py's own footprint (see _peak_rss)
     sampled_hwm_kib: int = 0
+    #: CPU seconds (user + system) of the child itself, and of the registries that served it: on two
+    #: cores the two sums bound the wall time, so they say which side a figure waits on.
+    cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -143,8 +147,19 @@ def _tail(path: Path, limit: int) -> str:
         return ""
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime of a live process from /proc/PID/stat; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Bench:
     def __init__(self, workdir: Path, airgap_cmd: list[str]) -> None:
+        #: Registries running now (main's list): their CPU during a run is billed to that run.
+        self.servers: list = []
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -160,6 +175,8 @@ class Bench:
         # Every timed step starts with no dirty pages left by the one before (a bundle just written,
         # a registry just filled): otherwise their writeback is billed to whoever runs next.
         os.sync()
+        pids = [rp.process.pid for rp in self.servers if rp.process.poll() is None]
+        server_cpu0 = {pid: _proc_cpu_s(pid) for pid in pids}
         with open(out, "wb") as fo, open(err, "wb") as fe:
             floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.perf_counter()
@@ -172,9 +189,11 @@ class Bench:
             finally:
                 sampler.stop()
             wall = time.perf_counter() - t0
+        server_cpu = sum(max(0.0, _proc_cpu_s(pid) - c0) for pid, c0 in server_cpu0.items())
         proc.returncode = os.waitstatus_to_exitcode(status)
         run = Run(name, argv, wall, _peak_rss(usage.ru_maxrss, floor, sampler.peak_kib), proc.returncode,
-                  str(out), str(err), wait4_maxrss_kib=usage.ru_maxrss, sampled_hwm_kib=sampler.peak_kib)
+                  str(out), str(err), wait4_maxrss_kib=usage.ru_maxrss, sampled_hwm_kib=sampler.peak_kib,
+                  cpu_s=usage.ru_utime + usage.ru_stime, server_cpu_s=server_cpu)
         self.runs.append(run)
         return run
 
@@ -286,7 +305,8 @@ def rate(nbytes: int, seconds: float | None) -> float | None:
 def run_summary(run: Run | None, nbytes: int | None = None) -> dict:
     if run is None:
         return {"ok": False}
-    out = {"ok": run.ok, "wall_s": round(run.wall_s, 3), "peak_rss_mb": round(run.rss_mb, 1)}
+    out = {"ok": run.ok, "wall_s": round(run.wall_s, 3), "peak_rss_mb": round(run.rss_mb, 1),
+           "cpu_s": round(run.cpu_s, 2), "registry_cpu_s": round(run.server_cpu_s, 2)}
     if nbytes:
         out["mb_per_s"] = round(rate(nbytes, run.wall_s), 1)
     return out
@@ -328,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "airgap_cmd": args.airgap_cmd,
     }
     registries: list[RegistryProcess] = []
+    bench.servers = registries
     try:
         _bench(args, bench, res, registries)
     finally:
@@ -369,7 +390,8 @@ def _timed_sum(name: str, runs: list[Run]) -> Run:
     """Several child processes run one after another, as one step (skopeo per image, then tar)."""
     first = runs[0]
     return Run(name, first.argv, sum(r.wall_s for r in runs), max(r.maxrss_kib for r in runs),
-               max(r.returncode for r in runs), first.stdout_path, first.stderr_path)
+               max(r.returncode for r in runs), first.stdout_path, first.stderr_path,
+               cpu_s=sum(r.cpu_s for r in runs), server_cpu_s=sum(r.server_cpu_s for r in runs))
 
 
 #: What a run measures, in order: the 1.3 GB corpus (bundle, load, reload), 200 small images, a
@@ -716,6 +738,11 @@ def print_table(res: Results) -> None:
             "load": res.load.get("runs_s"), "skopeo copy": sk.get("load", {}).get("runs_s"),
             "small load": res.small.get("load_runs_s"), "skopeo sync": res.small.get("sync_runs_s")}
     print("runs (s): " + "; ".join(f"{k} {v}" for k, v in runs.items() if v))
+    cpu = {"bundle": res.bundle, "skopeo layout+tar": sk.get("bundle", {}), "load": res.load,
+           "skopeo copy": sk.get("load", {}), "small load": res.small.get("load", {}),
+           "skopeo sync": res.small.get("skopeo_sync", {})}
+    print("CPU s of the best run (tool + registries): " + "; ".join(
+        f"{k} {d['cpu_s']:.2f} + {d['registry_cpu_s']:.2f}" for k, d in cpu.items() if d and "cpu_s" in d))
     cmp_ = res.compare
     if cmp_:
         print(f"airgap committed every layout blob: {cmp_.get('airgap_committed_all_layout_blobs')} "
