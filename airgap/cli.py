@@ -657,8 +657,10 @@ def sync(obj, images_path, source, dest, from_insecure, to_insecure, from_ca_fil
          mount) -> None:
     """Mirror the image set (and signatures) from one registry to another, each with its own credentials."""
     from airgap import imagesfile
+    from airgap.attachments import check_spec
     from airgap.sync import sync as do_sync
 
+    check_spec(attachments)  # a typo would silently carry nothing: refused before any request
     if from_password_stdin and to_password_stdin:
         raise InputError("only one of --from-password-stdin and --to-password-stdin can read standard input; "
                          "give the other password in its environment variable")

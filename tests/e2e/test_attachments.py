@@ -169,7 +169,9 @@ def test_attachments_none_carries_nothing_and_a_type_selects(upstream, tmp_path)
     # a typo would carry nothing without a word: refused in one line, before anything is pulled
     for cmd in (["bundle", "--images", str(_images_md(tmp_path, upstream)), "-o", str(tmp_path / "typo.tar"),
                  "--no-chart", "--insecure-registry", "--store", str(tmp_path / "store")],
-                ["load", "--insecure-skip-verify", str(out), "--registry", "127.0.0.1:9/x", "--insecure-registry"]):
+                ["load", "--insecure-skip-verify", str(out), "--registry", "127.0.0.1:9/x", "--insecure-registry"],
+                ["sync", "--images", str(_images_md(tmp_path, upstream)), "--from", "127.0.0.1:9",
+                 "--to", "127.0.0.1:9/x", "--from-insecure-registry", "--to-insecure-registry"]):
         proc = airgap(*cmd, "--attachments", "sbomz", check=False)
         assert proc.returncode != 0 and "'sbomz' is not all, none" in proc.stderr.strip().splitlines()[-1]
         assert "Traceback" not in proc.stderr
