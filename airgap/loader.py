@@ -121,7 +121,10 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         # every output path (kind, links, writability, free space).
         values = render_values(m, target, bundle.name, options.naming)
         outputs = _plan_outputs(reader, m, target, options, values, bundle.name)
-        record = read_record(client, target, options.key, progress)
+        # The bundle's own manifest and signature: a reload recognises its record without reading it.
+        signed = (None if options.key is None else
+                  (reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES)))
+        record = read_record(client, target, options.key, progress, signed)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         jobs: list[CopyJob] = []
         wanted = check_spec(options.attachments)

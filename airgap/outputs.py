@@ -12,13 +12,16 @@ So the paths are
 - never followed through a symbolic link: the file itself, and any directory airgap creates or
   enters below the chosen one, must not be a link (a planted ``policy.json -> /etc/containers/policy.json``
   would otherwise replace a node's policy);
-- written atomically (a temporary file in the same directory, fsync, rename).
+- written atomically (a temporary file in the same directory, fsync, rename);
+- left alone when the file already holds exactly those bytes with that mode (a reload): its mtime
+  stays, so config management and file watchers see no change, and nothing is fsynced for nothing.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -112,7 +115,8 @@ class OutputPlan:
 
     def write(self, directory: Path, rel: str, data: bytes, mode: int = 0o644) -> Path:
         target = self.checked_path(directory, rel)
-        atomic_write(target, data, mode=mode)
+        if not _holds(target, data, mode):
+            atomic_write(target, data, mode=mode)
         return target
 
 
@@ -133,6 +137,22 @@ def _walk(directory: Path, rel: str, what: str, *, create: bool) -> Path:
     target = directory / rel
     _check_entry(target, f"{what} {target}")
     return target
+
+
+def _holds(path: Path, data: bytes, mode: int) -> bool:
+    """Whether the regular file ``path`` (checked not to be a link) holds exactly ``data`` with ``mode``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode or st.st_size != len(data):
+            return False
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(len(data) + 1) == data
+    finally:
+        os.close(fd)
 
 
 def _probe_writable(directory: Path, what: str) -> None:

@@ -7,6 +7,12 @@ where a moving ``:loaded`` tag could not. The newest record is the trusted one (
 with the load's key) with the latest ``created``; records that do not verify are ignored, so pushing
 forged tags cannot hide a real one. ``airgap load`` refuses a bundle created before it unless the user
 passes ``--allow-downgrade``. Records written by older releases of airgap under ``:loaded`` are still read.
+
+A reload of the bundle recorded last finds its own record: the record's manifest is built the same way
+every time from the bundle manifest and signature (:func:`record_manifest`), so a record tag whose
+manifest has exactly that digest holds this bundle's verified manifest and signature, content-addressed:
+it is trusted without fetching its two blobs or checking the signature again (two requests fewer).
+A record tag that moved, or one written differently, is read and checked in full as before.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from airgap.bundle.format import BundleManifest
 from airgap.copy import CopyEngine, CopyJob
 from airgap.errors import AirgapError, DowngradeRefused, NotFound, RegistryError
 from airgap.model import Descriptor, sha256_digest
-from airgap.model.manifest import ImageManifest, parse_manifest
+from airgap.model.manifest import ImageManifest, Manifest, parse_manifest
 from airgap.model.mediatypes import MediaType
 from airgap.places.base import read_small
 from airgap.places.memory import MemoryStore
@@ -71,18 +77,46 @@ def _record_tags(client: RegistryClient, target: Target) -> list[str]:
     return named[:MAX_RECORDS] + ([RECORD_TAG] if RECORD_TAG in tags else [])
 
 
-def read_record(client: RegistryClient, target: Target, key: PublicKey | None,
-                progress: Progress) -> LoadRecord | None:
-    """The newest trusted record, or None."""
+def record_manifest(manifest_bytes: bytes, signature: bytes | None) -> tuple[Manifest, list[bytes]]:
+    """The record artifact of a bundle manifest and its signature: (its manifest, its blobs). Always
+    the same bytes for the same bundle, so a reload can recognise its record by the manifest digest."""
+    layers = [(manifest_bytes, MANIFEST_MEDIA)] + ([(signature, SIGNATURE_MEDIA)] if signature else [])
+    doc = {"schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+           "config": {"mediaType": MediaType.OCI_EMPTY, "digest": str(sha256_digest(EMPTY)), "size": 2},
+           "layers": [Descriptor(media, sha256_digest(data), len(data)).to_json() for data, media in layers]}
+    manifest = parse_manifest(json.dumps(doc, separators=(",", ":")).encode(), MediaType.OCI_MANIFEST)
+    return manifest, [data for data, _ in layers] + [EMPTY]
+
+
+def _own_record(manifest_bytes: bytes, signature: bytes | None) -> tuple[str, str, LoadRecord] | None:
+    """(record tag, record manifest digest, record) this signed bundle's record has when written."""
+    try:
+        doc = json.loads(manifest_bytes)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not signature:
+        return None
+    manifest, _ = record_manifest(manifest_bytes, signature)
+    digest = str(sha256_digest(manifest_bytes))
+    rec = LoadRecord(str(doc.get("release")), str(doc.get("created")), digest)
+    return record_tag(rec.created, digest), str(manifest.digest), rec
+
+
+def read_record(client: RegistryClient, target: Target, key: PublicKey | None, progress: Progress,
+                bundle: tuple[bytes, bytes | None] | None = None) -> LoadRecord | None:
+    """The newest trusted record, or None. ``bundle``: (manifest bytes, signature) of the bundle being
+    loaded, verified with ``key`` already: a record tag holding exactly its record needs no more reads."""
     if key is None:
         return None  # an unverifiable record proves nothing (the load already warned: no verification)
     store = _store(client, target)
+    own = _own_record(*bundle) if bundle else None
     best: LoadRecord | None = None
     ignored = 0
     for tag in _record_tags(client, target):
         if best is not None and tag != RECORD_TAG:
             continue  # tags sort by creation time: the first trusted one is the newest
-        rec = _read_one(store, tag, key)
+        rec = _read_own(store, tag, own) if own and tag == own[0] else None
+        rec = rec or _read_one(store, tag, key)
         if rec is None:
             ignored += 1
         elif best is None or rec.created > best.created:
@@ -90,6 +124,16 @@ def read_record(client: RegistryClient, target: Target, key: PublicKey | None,
     if ignored:
         progress.note(f"warning: {ignored} release record(s) in {target} are not signed by this key; ignored")
     return best
+
+
+def _read_own(store: RegistryStore, tag: str, own: tuple[str, str, LoadRecord]) -> LoadRecord | None:
+    """``own``'s record when ``tag`` holds exactly its manifest (the blobs it names are this bundle's
+    manifest and signature, by digest), else None."""
+    try:
+        manifest = store.fetch_manifest(tag)
+    except NotFound:
+        return None
+    return own[2] if str(manifest.digest) == own[1] else None
 
 
 def _read_one(store: RegistryStore, tag: str, key: PublicKey) -> LoadRecord | None:
@@ -149,13 +193,9 @@ def write_record(client: RegistryClient, target: Target, manifest_bytes: bytes, 
     if record is not None and (record.created > created or is_recorded(record, manifest_bytes)):
         return False
     mem = MemoryStore("release record")
-    layers = [(manifest_bytes, MANIFEST_MEDIA)] + ([(signature, SIGNATURE_MEDIA)] if signature else [])
-    for data, _ in layers + [(EMPTY, "")]:
+    manifest, blobs = record_manifest(manifest_bytes, signature)
+    for data in blobs:
         mem.add_blob(data, sha256_digest(data))
-    doc = {"schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
-           "config": {"mediaType": MediaType.OCI_EMPTY, "digest": str(sha256_digest(EMPTY)), "size": 2},
-           "layers": [Descriptor(media, sha256_digest(data), len(data)).to_json() for data, media in layers]}
-    manifest = parse_manifest(json.dumps(doc, separators=(",", ":")).encode(), MediaType.OCI_MANIFEST)
     tag = record_tag(created, str(sha256_digest(manifest_bytes)))
     mem.add_manifest(manifest, tag)
     CopyEngine(concurrency=2).copy([CopyJob("release record", mem, tag, _store(client, target), [tag])])

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +71,8 @@ def _helper_server(host: str) -> str:
 
 
 def _from_helper(helper: str, host: str) -> Credentials | None:
+    import subprocess  # only with a credential helper: nothing else of a load starts a process
+
     exe = f"docker-credential-{helper}"
     try:
         proc = subprocess.run([exe, "get"], input=_helper_server(host).encode(), capture_output=True,

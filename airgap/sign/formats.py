@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from airgap import limits
 from airgap.errors import AirgapError, InputError
@@ -20,14 +20,19 @@ from airgap.model import Descriptor, Digest
 from airgap.model.attachment import Attachment
 from airgap.model.manifest import ImageManifest
 from airgap.places.base import Store, read_small
-from airgap.places.memory import MemoryStore
 from airgap.sign.cosign import (
     SignatureError, Verified, make_payload, signature_artifact, signature_tag, verify_signature_manifest,
 )
-from airgap.sign.keyless import KeylessTrust
-from airgap.sign.keys import PrivateKey
-from airgap.sign.sigstore_bundle import SigstoreBundle, Trust
-from airgap.sign.store import SignatureStore
+from airgap.sign.keys import PublicKey
+
+# The Sigstore-bundle format (with its DSSE and keyless modules: a dozen dataclasses, each compiled at
+# import) is imported only where a bundle signature is made, found or checked: a load of a bundle
+# signed in the legacy format, like a no-op reload, never needs it.
+if TYPE_CHECKING:
+    from airgap.places.memory import MemoryStore
+    from airgap.sign.keys import PrivateKey
+    from airgap.sign.sigstore_bundle import SigstoreBundle, Trust
+    from airgap.sign.store import SignatureStore
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class CosignLegacy:
         return [Attachment.of(digest, manifest, tag)] if manifest is not None else []
 
     def verify(self, store: Store, attachment: Attachment, key: Trust, digest: Digest) -> Verified:
-        if isinstance(key, KeylessTrust):
+        if not isinstance(key, PublicKey):  # a KeylessTrust
             raise SignatureError("keyless legacy signatures (certificate annotations) are not verified; "
                                  "keyless upstreams are checked in the Sigstore bundle format")
         manifest = store.fetch_manifest(str(attachment.digest))
@@ -86,16 +91,36 @@ class CosignLegacy:
         return verify_signature_manifest(manifest, read_blob, key, digest)
 
 
-FORMATS: dict[str, type] = {CosignLegacy.name: CosignLegacy, SigstoreBundle.name: SigstoreBundle}
+_LAZY = {"SigstoreBundle": "airgap.sign.sigstore_bundle", "Trust": "airgap.sign.sigstore_bundle",
+         "KeylessTrust": "airgap.sign.keyless", "SignatureStore": "airgap.sign.store",
+         "MemoryStore": "airgap.places.memory", "PrivateKey": "airgap.sign.keys"}
+
+
+def __getattr__(name: str) -> object:
+    """``from airgap.sign.formats import SigstoreBundle`` (and the other names this module used to
+    import at the top) still works: imported on first use (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _sigstore_bundle() -> type[SigstoreBundle]:
+    from airgap.sign.sigstore_bundle import SigstoreBundle
+    return SigstoreBundle
+
+
+#: the formats by name (the Sigstore-bundle one is imported when asked for)
+FORMATS = (CosignLegacy.name, "bundle")
 #: what ``--signature-format`` takes: one format, or both side by side
 CHOICES = ("legacy", "bundle", "both")
 
 
 def signature_format(name: str, kept: SignatureStore | None = None) -> SignatureFormat:
-    try:
-        return FORMATS[name](kept)
-    except KeyError:
-        raise InputError(f"unknown signature format {name!r} (known: {', '.join(sorted(FORMATS))})") from None
+    if name not in FORMATS:
+        raise InputError(f"unknown signature format {name!r} (known: {', '.join(sorted(FORMATS))})")
+    cls = CosignLegacy if name == CosignLegacy.name else _sigstore_bundle()
+    return cls(kept)
 
 
 def signature_formats(choice: str, kept: SignatureStore | None = None) -> list[SignatureFormat]:
@@ -108,7 +133,7 @@ def signature_formats(choice: str, kept: SignatureStore | None = None) -> list[S
 
 
 def all_formats() -> list[SignatureFormat]:
-    return [CosignLegacy(), SigstoreBundle()]
+    return [CosignLegacy(), _sigstore_bundle()()]
 
 
 def verify_any(fmt: SignatureFormat | list[SignatureFormat], store: Store, key: Trust, digest: Digest) -> Verified:
@@ -145,10 +170,13 @@ def recorded_signatures(store: Store, legacy: list[dict], bundle: list[dict]
     under their ``.sig`` tag, Sigstore-bundle referrers by the digest the record names (the signed
     manifest pins it; the place need not list referrers). Unverified: see verify()."""
     out: list[tuple[SignatureFormat, Attachment]] = []
-    legacy_fmt, bundle_fmt = CosignLegacy(), SigstoreBundle()
+    legacy_fmt = CosignLegacy()
     for record in legacy:
         signed = Digest.parse(record["signed"])
         out.extend((legacy_fmt, att) for att in legacy_fmt.find(store, signed))
+    if not bundle:
+        return out
+    bundle_fmt = _sigstore_bundle()()
     for record in bundle:
         manifest = store.fetch_manifest(record["digest"])
         out.append((bundle_fmt, Attachment.of(Digest.parse(record["signed"]), manifest)))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from airgap import limits
@@ -31,6 +31,13 @@ READ_LABELS = ("ENCRYPTED COSIGN PRIVATE KEY", "ENCRYPTED SIGSTORE PRIVATE KEY")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 32768, 8, 1
 ACCEPTED_N = (32768, 65536)  # cosign writes 32768; some releases and tools wrote 65536
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
+# A P-256 public key's DER SubjectPublicKeyInfo is this fixed prefix (SEQUENCE { id-ecPublicKey,
+# prime256v1 }, BIT STRING) and the 65-byte uncompressed point. Reading and writing that form here
+# keeps cryptography's serialization package (its SSH, PKCS#12 and cipher modules: ~25 M instructions,
+# some 10 ms of every verifying command's start) off the verify path; anything else takes
+# cryptography's own reader.
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_PUBLIC_PEM_RE = re.compile(rb"\A\s*-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*\Z")
 
 
 KeyError_ = KeyFileError  # the name callers and tests know; the class lives in airgap.errors
@@ -42,13 +49,21 @@ class PublicKey:
     source: str
 
     @property
+    def der(self) -> bytes:
+        """The DER SubjectPublicKeyInfo (of a P-256 key: _check_p256 admits no other)."""
+        numbers = self.key.public_numbers()
+        return _P256_SPKI_PREFIX + b"\x04" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
+
+    @property
     def fingerprint(self) -> str:
         """sha256 of the DER SubjectPublicKeyInfo: names the key in bundle manifests and reports."""
-        der = self.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return "sha256:" + hashlib.sha256(der).hexdigest()
+        return "sha256:" + hashlib.sha256(self.der).hexdigest()
 
     def pem(self) -> bytes:
-        return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        """PEM as OpenSSL writes it (64-column base64), byte for byte what cosign.pub holds."""
+        body = base64.b64encode(self.der).decode()
+        lines = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        return f"-----BEGIN PUBLIC KEY-----\n{lines}\n-----END PUBLIC KEY-----\n".encode()
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
@@ -89,6 +104,7 @@ def _kdf(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def encrypt_private_key(key: PrivateKey, password: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     from nacl.secret import SecretBox
 
     der = key.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
@@ -158,6 +174,7 @@ def load_private_key(path: Path, password: bytes) -> PrivateKey:
         raise KeyError_(f"{path}: wrong password for this key") from None
     if not _is_pkcs8(der):
         raise KeyError_(f"{path}: the key inside is not PKCS#8 (an SEC1 EC key?); cosign does not accept it either")
+    from cryptography.hazmat.primitives import serialization
     key = serialization.load_der_private_key(der, password=None)
     _check_p256(key, str(path))
     return PrivateKey(key, str(path))  # type: ignore[arg-type]  # _check_p256 refused all but EC keys
@@ -169,6 +186,10 @@ def load_public_key(path: Path) -> PublicKey:
         data = path.read_bytes()
     except FileNotFoundError:
         raise KeyError_(f"public key {path} not found") from None
+    fast = _p256_public_key(data)
+    if fast is not None:
+        return PublicKey(fast, str(path))
+    from cryptography.hazmat.primitives import serialization
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
@@ -177,6 +198,24 @@ def load_public_key(path: Path) -> PublicKey:
         raise KeyError_(f"{path}: not a PEM public key") from None
     _check_p256(key, str(path))
     return PublicKey(key, str(path))  # type: ignore[arg-type]  # _check_p256 refused all but EC keys
+
+
+def _p256_public_key(pem: bytes) -> ec.EllipticCurvePublicKey | None:
+    """The key of a PEM file holding exactly one P-256 SubjectPublicKeyInfo (what cosign writes), else
+    None: the caller then reads it with cryptography's full PEM reader, with its errors."""
+    m = _PUBLIC_PEM_RE.match(pem)
+    if m is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+    except ValueError:
+        return None
+    if len(der) != len(_P256_SPKI_PREFIX) + 65 or not der.startswith(_P256_SPKI_PREFIX):
+        return None
+    try:  # checks that the point is on the curve, as loading the DER would
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), der[len(_P256_SPKI_PREFIX):])
+    except ValueError:
+        return None
 
 
 def generate() -> PrivateKey:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import httpx
 import pytest
 
 from helpers import airgap, load_args
@@ -21,8 +22,11 @@ from synth import LayerSpec, add_image
 PW = {"COSIGN_PASSWORD": "noop-pw"}
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 # What a load asks whatever the bundle holds: kind detection (Harbor's and Nexus's marker endpoints,
-# GET /v2/) and the release record (tag list, the newest record's manifest and its two blobs).
-FIXED_REQUESTS = 3 + 4
+# GET /v2/) and the release record (tag list, the newest record's manifest; a record that is not
+# exactly this bundle's also costs its two blobs).
+FIXED_REQUESTS = 3 + 2
+# The files a verified load writes next to --values-out.
+OUTPUTS = ("values.yaml", "policy.json", "registries.d/airgap.yaml", "kyverno-policy.yaml")
 
 
 def _images_md(path, layout, names):
@@ -86,19 +90,24 @@ def recorder(registry):
         rec.proxy.stop()
 
 
-def _load(bundle, key, recorder, tmp_path):
+def _load(bundle, key, recorder, tmp_path, env=None):
     out = airgap(*load_args(bundle, recorder.host, "noop", "--json", "--values-out", str(tmp_path / "values.yaml"),
-                            key=key))
-    return json.loads(out.stdout)
+                            key=key), env=env)
+    return json.loads(out.stdout), out.stderr
+
+
+def _stats(tmp_path):
+    return {name: (st.st_ino, st.st_mtime_ns) for name in OUTPUTS for st in [(tmp_path / name).stat()]}
 
 
 def test_a_reload_writes_nothing_and_asks_about_each_tag_once(bundles, recorder, tmp_path):
     key, three, _, tags, signatures = bundles
-    first = _load(three, key, recorder, tmp_path)
+    first, _ = _load(three, key, recorder, tmp_path)
     assert first["manifests_pushed"] > 0
     recorder.take()
+    before = _stats(tmp_path)
 
-    again = _load(three, key, recorder, tmp_path)
+    again, _ = _load(three, key, recorder, tmp_path)
     seen = recorder.take()
     assert {i["status"] for i in again["images"] + again["signatures"] + again["charts"]} == {"present"}
     assert [r for r in seen if r[0] in WRITES] == []  # no push-rights probe, no record rewritten
@@ -108,6 +117,51 @@ def test_a_reload_writes_nothing_and_asks_about_each_tag_once(bundles, recorder,
     # Tags HEADed: every image and chart tag and every signature tag, nothing else under /manifests/.
     heads = [p for m, p in seen if m == "HEAD" and "/manifests/" in p]
     assert len(heads) == tags + signatures, heads
+    # The record is this bundle's (its manifest digest says so): its blobs are not fetched again.
+    assert [p for m, p in seen if "/airgap-releases/blobs/" in p] == []
+    # Every output already holds its bytes: none is rewritten (same inode, same mtime).
+    assert _stats(tmp_path) == before
+    assert sorted(again["files_written"]) == sorted(str(tmp_path / n) for n in OUTPUTS)
+
+
+def test_a_reload_imports_neither_key_serialization_nor_the_sigstore_bundle_format(bundles, recorder, tmp_path):
+    """A legacy-signed bundle is verified with the P-256 key read directly: cryptography's serialization
+    package (SSH, PKCS#12, ciphers) and the Sigstore-bundle, DSSE and keyless modules stay unimported."""
+    key, three, _, _, _ = bundles
+    _load(three, key, recorder, tmp_path)
+    report, stderr = _load(three, key, recorder, tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert report["manifests_pushed"] == 0
+    imported = {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+                if line.startswith("import time:") and line.count("|") == 2}
+    assert {"airgap.loader", "airgap.sign.keys", "cryptography.hazmat.primitives.asymmetric.ec"} <= imported
+    unwanted = {"cryptography.hazmat.primitives.serialization", "airgap.sign.sigstore_bundle", "airgap.sign.dsse",
+                "airgap.sign.keyless"}
+    assert sorted(imported & unwanted) == []
+
+
+def test_a_record_tag_that_moved_is_read_in_full_and_written_again(bundles, recorder, registry, tmp_path):
+    """The reload trusts the record tag without its blobs only when it holds exactly this bundle's
+    record; a tag moved to other content is read, found unsigned, and the record is written anew."""
+    key, three, _, _, _ = bundles
+    _load(three, key, recorder, tmp_path)
+    base = f"http://{registry.host}/v2/noop/airgap-releases"
+    tag = next(t for t in httpx.get(f"{base}/tags/list").json()["tags"] if t.startswith("r"))
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    real = httpx.get(f"{base}/manifests/{tag}", headers=accept)
+    doc = json.loads(real.content)
+    forged = dict(doc, layers=[])  # the same config blob, none of the record's layers
+    put = httpx.put(f"{base}/manifests/{tag}", content=json.dumps(forged).encode(),
+                    headers={"Content-Type": doc["mediaType"]})
+    assert put.status_code == 201, put.text
+    recorder.take()
+
+    report, stderr = _load(three, key, recorder, tmp_path)
+    seen = recorder.take()
+    assert report["manifests_pushed"] == 0
+    assert "not signed by this key" in stderr
+    assert ("PUT", f"/v2/noop/airgap-releases/manifests/{tag}") in seen  # the record, written again
+    restored = httpx.head(f"{base}/manifests/{tag}", headers=accept)
+    assert restored.headers["docker-content-digest"] == real.headers["docker-content-digest"]
 
 
 def test_a_load_with_something_new_still_proves_push_rights_before_writing(bundles, recorder, tmp_path):
@@ -115,7 +169,7 @@ def test_a_load_with_something_new_still_proves_push_rights_before_writing(bundl
     _load(three, key, recorder, tmp_path)
     recorder.take()
 
-    report = _load(four, key, recorder, tmp_path)
+    report, _ = _load(four, key, recorder, tmp_path)
     seen = recorder.take()
     assert [i["status"] for i in report["images"]].count("copied") == 1
     writes = [r for r in seen if r[0] in WRITES]
