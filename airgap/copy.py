@@ -34,6 +34,7 @@ from airgap.errors import (
 )
 from airgap.model import Descriptor, Digest, DigestingReader, Platform
 from airgap.model.attachment import ATTESTATION, REFERRER, SBOM, SIGNATURE, Attachment
+from airgap.model.filebody import FileBody
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest, build_index
 from airgap.places.base import StagedBlob, Store
 from airgap.progress import Progress
@@ -427,6 +428,14 @@ class CopyEngine:
         return out
 
     def _body(self, src: Store, desc: Descriptor, count: bool, rehash: bool = True) -> Iterator[bytes]:
+        where = src.blob_file(desc)
+        if where is not None:
+            # A bundle member: read straight from the file (a plain-HTTP upload sends it with sendfile).
+            return FileBody(where, desc.digest, f"blob {desc.digest} from {src.description}",
+                            progress=self.progress.advance if count else None, rehash=rehash)
+        return self._chunks(src, desc, count, rehash)
+
+    def _chunks(self, src: Store, desc: Descriptor, count: bool, rehash: bool) -> Iterator[bytes]:
         with src.open_blob(desc) as chunks:
             stream = (DigestingReader(chunks, desc.digest, desc.size, f"blob {desc.digest} from {src.description}")
                       if rehash else _size_checked(chunks, desc, src))
