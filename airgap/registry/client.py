@@ -160,6 +160,8 @@ class _TlsOnDemand(httpx.BaseTransport):
         if request.url.scheme != "https":
             if isinstance(request.stream, sendfile.FileBodyStream):
                 return sendfile.send(request, request.stream)  # a bundle's bytes, sent by the kernel
+            if sendfile.is_blob_download(request):
+                return sendfile.fetch(request)  # read straight into whole chunks
             return self._plain.handle_request(request)
         with self._lock:
             if self._tls is None:

@@ -1,6 +1,9 @@
-"""A blob read from a byte range of a local file (a bundle member): as chunks or as sendfile windows,
-it is checked before its last piece is handed on, and a plain-HTTP upload of it that the registry
-refuses half-way reports the registry's answer, not a broken pipe."""
+"""Blob bytes on plain HTTP, where airgap moves them itself (airgap/registry/sendfile.py).
+
+Uploads: a blob read from a byte range of a local file (a bundle member), as chunks or as sendfile
+windows, is checked before its last piece is handed on, and an upload the registry refuses half-way
+reports the registry's answer, not a broken pipe. Downloads: a blob GET is read straight into whole
+chunks, byte for byte, and a body cut short is an error, never a short blob."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import threading
 import httpx
 import pytest
 
-from airgap.errors import DigestMismatch, RegistryError
+from airgap.errors import DigestMismatch, RegistryError, Transient
 from airgap.model import Descriptor, sha256_digest
 from airgap.model.filebody import CHUNK, SEND_WINDOW, FileBody, FileRange
 from airgap.places.registry import RegistryStore
@@ -65,9 +68,8 @@ def test_a_member_cut_short_is_refused(tmp_path, rehash):
         b"".join(FileBody(where, sha256_digest(data), "blob", rehash=rehash))
 
 
-def _refusing_server() -> tuple[socket.socket, threading.Thread]:
-    """Answers every request with 413 as soon as its head arrived, and closes without reading the
-    body (what a registry does with a body over its limit, or a token that expired)."""
+def _answering_server(answer: bytes) -> tuple[socket.socket, threading.Thread]:
+    """Sends ``answer`` as soon as the first request's head arrived, and closes without reading on."""
     srv = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -76,9 +78,7 @@ def _refusing_server() -> tuple[socket.socket, threading.Thread]:
             head = b""
             while b"\r\n\r\n" not in head:
                 head += conn.recv(4096)
-            body = b'{"errors":[{"code":"SIZE_INVALID","message":"blob too large"}]}'
-            conn.sendall(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            conn.sendall(answer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -91,7 +91,11 @@ def test_a_plain_http_upload_refused_half_way_reports_the_registrys_answer(tmp_p
     with open(path, "wb") as fh:
         fh.truncate(size)  # sparse: no disk, same bytes as zeros
     digest = sha256_digest(b"\0" * size)
-    srv, thread = _refusing_server()
+    # 413 as soon as the head arrived, closing without reading the body (what a registry does with
+    # a body over its limit, or a token that expired)
+    error = b'{"errors":[{"code":"SIZE_INVALID","message":"blob too large"}]}'
+    srv, thread = _answering_server(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+                                    b"Content-Length: " + str(len(error)).encode() + b"\r\n\r\n" + error)
     host = f"127.0.0.1:{srv.getsockname()[1]}"
     client = RegistryClient(host, RegistryOptions(insecure=True, retries=1))
     try:
@@ -155,3 +159,45 @@ def test_tls_and_mocked_transports_read_the_member_as_chunks(tmp_path):
     resp = client.upload("PATCH", "https://reg.example:5000/v2/a/blobs/uploads/1", scope="",
                          headers={"Content-Length": str(len(data))}, body=body, what="upload")
     assert resp.status_code == 202 and got == [data]
+
+
+def _download(answer: bytes, digest_of: bytes) -> list[bytes]:
+    srv, thread = _answering_server(answer)
+    client = RegistryClient(f"127.0.0.1:{srv.getsockname()[1]}", RegistryOptions(insecure=True, retries=1))
+    try:
+        desc = Descriptor("application/octet-stream", sha256_digest(digest_of), len(digest_of))
+        with RegistryStore(client, "a").open_blob(desc) as chunks:
+            return list(chunks)
+    finally:
+        client.close()
+        srv.close()
+        thread.join(5)
+
+
+def test_a_blob_download_comes_in_whole_chunks_byte_for_byte(tmp_path, registry):
+    data = os.urandom(3 * CHUNK + 99)
+    desc = Descriptor("application/octet-stream", sha256_digest(data), len(data))
+    client = RegistryClient(registry.host, RegistryOptions(insecure=True))
+    try:
+        store = RegistryStore(client, "download/a")
+        store.put_blob(desc, lambda: FileBody(_member(tmp_path, data), desc.digest, "blob"))
+        with store.open_blob(desc) as chunks:
+            pieces = list(chunks)
+    finally:
+        client.close()
+    assert b"".join(pieces) == data
+    assert [len(p) for p in pieces] == [CHUNK, CHUNK, CHUNK, 99]
+
+
+def test_a_download_cut_short_is_an_error_not_a_short_blob():
+    data = os.urandom(1000)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + data  # then the connection closes
+    with pytest.raises(Transient, match="short"):
+        _download(answer, data)
+
+
+def test_a_chunked_download_is_read_through_its_framing():
+    data = os.urandom(70000)
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % 40000 + data[:40000]
+              + b"\r\n" + b"%x\r\n" % 30000 + data[40000:] + b"\r\n0\r\n\r\n")
+    assert b"".join(_download(answer, data)) == data
