@@ -28,6 +28,7 @@ from airgap.bundle.writer import BLOCK, RECORD
 from airgap.errors import AirgapError, BundleError, DigestMismatch, InputError
 from airgap.model import Descriptor, Digest, parse_manifest
 from airgap.model.digest import CHUNK
+from airgap.model.filebody import FileRange
 from airgap.model.attachment import REFERRER, Attachment
 from airgap.model.manifest import ImageIndex, ImageManifest, Manifest
 from airgap.names import relative_path_problem
@@ -680,6 +681,10 @@ class BundleStore(Store):
     @contextmanager
     def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         yield self.reader.iter_member(self.reader.blob_member(desc.digest))
+
+    def blob_file(self, desc: Descriptor) -> FileRange | None:
+        m = self.reader.members.get(self.reader.blob_member(desc.digest))
+        return FileRange(m.path, m.offset, m.size) if m is not None and m.size == desc.size else None
 
     def blob_exists(self, desc: Descriptor) -> bool:
         return self.reader.has_blob(desc)

@@ -26,6 +26,7 @@ from airgap.model import Descriptor, Digest
 from airgap.model.attachment import (
     COSIGN_SUFFIXES, COSIGN_TAG, Attachment, cosign_tag, merge_referrers, referrers_tag,
 )
+from airgap.model.filebody import FileRange
 from airgap.model.manifest import ImageIndex, Manifest
 
 # A fresh, verifying iterator over a blob's bytes each time it is called, so an upload that failed
@@ -73,6 +74,12 @@ class Store(ABC):
     @abstractmethod
     def open_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         """Raw chunks of a blob (unverified; see module doc)."""
+
+    def blob_file(self, desc: Descriptor) -> FileRange | None:
+        """Where the blob's bytes lie in a local file, when they do (a bundle member): the engine
+        then reads it as a :class:`~airgap.model.filebody.FileBody`, which a plain-HTTP upload
+        sends with sendfile. None: read it through :meth:`open_blob`."""
+        return None
 
     # -- writing (read-only places keep these defaults) ------------------------------------------
     def blob_exists(self, desc: Descriptor) -> bool:

@@ -18,6 +18,7 @@ from airgap.model.mediatypes import MANIFEST_ACCEPT, MediaType
 from airgap.places.base import BlobBody, StagedBlob, Store
 from airgap.registry.auth import error_text
 from airgap.registry.client import RegistryClient
+from airgap.registry.sendfile import WHOLE_CHUNKS
 
 MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
 MONOLITHIC_UPLOAD_BYTES = limits.MONOLITHIC_UPLOAD_BYTES
@@ -131,7 +132,10 @@ class RegistryStore(Store):
                                 what=f"blob {desc.digest.short} of {self.repository}") as resp:
             def chunks() -> Iterator[bytes]:
                 try:
-                    yield from resp.iter_bytes(CHUNK)
+                    if resp.extensions.get(WHOLE_CHUNKS) and "content-encoding" not in resp.headers:
+                        yield from resp.iter_raw()  # CHUNK-sized already: no re-chunking copy
+                    else:
+                        yield from resp.iter_bytes(CHUNK)
                 except httpx.TransportError as exc:
                     raise self.client.transport_error(exc) from None
             yield chunks()

@@ -36,7 +36,9 @@ import httpx
 from airgap import limits
 from airgap.model.reference import HOST_RE, api_host, canonical_registry
 from airgap.errors import AuthError, InputError, NotFound, RateLimited, RegistryError, Transient
+from airgap.model.filebody import FileBody
 from airgap.registry import credentials as creds
+from airgap.registry import sendfile
 from airgap.registry.auth import Authenticator, error_text
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -156,6 +158,10 @@ class _TlsOnDemand(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != "https":
+            if isinstance(request.stream, sendfile.FileBodyStream):
+                return sendfile.send(request, request.stream)  # a bundle's bytes, sent by the kernel
+            if sendfile.is_blob_download(request):
+                return sendfile.fetch(request)  # read straight into whole chunks
             return self._plain.handle_request(request)
         with self._lock:
             if self._tls is None:
@@ -470,7 +476,13 @@ class RegistryClient:
         if auth:
             h["Authorization"] = auth
         try:
-            resp = self.http.request(method, url, headers=h, content=body)
+            if isinstance(body, FileBody):
+                # A byte range of a local file: a plain-HTTP transport sends it with sendfile.
+                req = self.http.build_request(method, url, headers=h, content=body)
+                req.stream = sendfile.FileBodyStream(body)
+                resp = self.http.send(req)
+            else:
+                resp = self.http.request(method, url, headers=h, content=body)
         except httpx.TransportError as exc:
             raise Transient(f"registry {self.host}: {what} broke off: {exc}") from None
         if resp.status_code in (401, 403) and auth and self.auth.renew(resp):
