@@ -163,6 +163,12 @@ class RegistryStore(Store):
     def holds_no_tags(self) -> bool:
         return self._tags is not None and not self._tags
 
+    def note_absent(self) -> None:
+        """The registry's catalog does not list this repository: it holds no tag, as an empty
+        listing would say, so no tag is asked about (airgap/targets/plan.py)."""
+        self._listed = True
+        self._tags = set()
+
     def known_tag(self, tag: str) -> tuple[bool, Digest | None]:
         return (tag in self._known, self._known.get(tag))
 

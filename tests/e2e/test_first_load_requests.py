@@ -1,0 +1,121 @@
+"""A first load into a registry asks its catalog once instead of looking up tags that cannot exist.
+
+Into repositories that do not exist yet, every tag lookup is a request the registry answers 404 (the
+image's tag, each signature's ``sha256-<hex>.sig``, then the tag listing): three per image, a fifth of
+a small image's requests. The catalog tells which repositories exist in one request. A catalog that is
+refused changes nothing, and one that lacks a repository the load knows exists (the release record's)
+is partial and not believed: images the target holds are still found there.
+
+A real Distribution registry behind a recording proxy (tests/support/http_proxy.py) whose hook can
+answer the catalog itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import airgap, load_args
+from http_proxy import Proxy, Reply
+from synth import LayerSpec, add_image
+
+PW = {"COSIGN_PASSWORD": "first-load-pw"}
+NAMES = ["alpha", "beta", "gamma"]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """(public key, bundle of three images, the same plus a fourth)."""
+    tmp = tmp_path_factory.mktemp("first")
+    airgap("keygen", "--output-key-prefix", str(tmp / "k"), env=PW)
+    layout = tmp / "src"
+    base = LayerSpec(size=128 << 10, seed=500)
+    for k, name in enumerate(NAMES + ["delta"]):
+        add_image(layout, name, layers=[base, LayerSpec(size=16 << 10, seed=501 + k)])
+
+    def make(name, images):
+        md = tmp / f"{name}.md"
+        md.write_text("\n".join(["```yaml airgap", "release: 0.1.0", "images:"]
+                                + [f"  - name: {n}\n    source: oci:{layout}:{n}" for n in images] + ["```", ""]))
+        out = tmp / f"{name}.tar"
+        airgap("bundle", "--images", str(md), "-o", str(out), "--no-chart", "--no-crds", "--no-tools",
+               "--store", str(tmp / "store"), "--key", str(tmp / "k.key"), env=PW)
+        return out
+
+    return tmp / "k.pub", make("three", NAMES), make("four", NAMES + ["delta"])
+
+
+class Catalog:
+    """A proxy in front of the registry recording (method, path); ``answer`` replaces its catalog."""
+
+    def __init__(self, upstream: str):
+        self.seen: list[tuple[str, str]] = []
+        self.answer: Reply | None = None
+        self.proxy = Proxy(upstream, hook=self._hook, after=lambda req, _: self.seen.append((req.method, req.path)))
+        self.host = self.proxy.host
+
+    def _hook(self, req):
+        if self.answer is not None and req.path.startswith("/v2/_catalog"):
+            self.seen.append((req.method, req.path))
+            return self.answer
+        return None
+
+    def load(self, bundle, key, tmp_path) -> dict:
+        self.seen = []
+        out = airgap(*load_args(bundle, self.host, "first", "--json", "--values-out", str(tmp_path / "values.yaml"),
+                                key=key))
+        return json.loads(out.stdout)
+
+
+@pytest.fixture
+def target(registry):
+    cat = Catalog(f"http://{registry.host}")
+    try:
+        yield cat
+    finally:
+        cat.proxy.stop()
+
+
+def _tag_lookups(seen):
+    """Requests that ask an image repository about its tags (HEAD of a manifest, a tag listing)."""
+    return [(m, p) for m, p in seen if "/airgap-releases/" not in p
+            and ((m == "HEAD" and "/manifests/" in p) or "/tags/list" in p)]
+
+
+def test_a_first_load_asks_the_catalog_once_and_no_tag_of_a_new_repository(bundles, target, tmp_path):
+    key, three, _ = bundles
+    report = target.load(three, key, tmp_path)
+    assert {i["status"] for i in report["images"] + report["signatures"]} == {"copied"}
+    assert [p for _, p in target.seen if p.startswith("/v2/_catalog")] == ["/v2/_catalog?n=1000"]
+    assert _tag_lookups(target.seen) == []
+    # Small blobs of a new repository go without a HEAD first, as into any repository with no tag.
+    assert not [p for m, p in target.seen if m == "HEAD" and "/blobs/" in p]
+
+    again = target.load(three, key, tmp_path)  # a reload: every repository exists, no catalog asked
+    assert {i["status"] for i in again["images"] + again["signatures"]} == {"present"}
+    assert not [p for _, p in target.seen if p.startswith("/v2/_catalog")]
+
+
+@pytest.mark.parametrize("answer", [
+    Reply(404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"UNSUPPORTED"}]}'),
+    Reply(401, {"Content-Type": "application/json"}, b'{"errors":[{"code":"UNAUTHORIZED"}]}'),
+], ids=["no-catalog", "catalog-refused"])
+def test_without_a_catalog_tags_are_looked_up_as_before(bundles, target, tmp_path, answer):
+    key, three, _ = bundles
+    target.answer = answer
+    report = target.load(three, key, tmp_path)
+    assert {i["status"] for i in report["images"] + report["signatures"]} == {"copied"}
+    assert {p.split("/")[3] for _, p in _tag_lookups(target.seen)} == set(NAMES)
+
+
+def test_a_catalog_missing_a_repository_known_to_exist_is_not_believed(bundles, target, tmp_path):
+    key, three, four = bundles
+    target.load(three, key, tmp_path)
+    # A filtered or capped catalog: it lists none of what the first load wrote, not even the record.
+    target.answer = Reply(200, {"Content-Type": "application/json"}, b'{"repositories":["first/other"]}')
+    report = target.load(four, key, tmp_path)
+    status = {i["name"]: i["status"] for i in report["images"]}
+    assert status == {**{n: "present" for n in NAMES}, "delta": "copied"}
+    assert not [p for m, p in target.seen if m == "PUT" and "/manifests/" in p and "/delta/" not in p
+                and "/airgap-releases/" not in p]
