@@ -21,6 +21,9 @@ from airgap.registry.client import RegistryClient
 
 MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
 MONOLITHIC_UPLOAD_BYTES = limits.MONOLITHIC_UPLOAD_BYTES
+#: A blob this small is held in memory for its PUT (configs, signatures, small layers): one per upload
+#: in flight, so COPY_CONCURRENCY of them at most.
+IN_MEMORY_UPLOAD_BYTES = limits.SMALL_BLOB_BYTES
 
 # Whether a registry has the referrers API, asked once per client (every repository shares the answer).
 _REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()
@@ -231,6 +234,13 @@ class RegistryStore(Store):
         what = f"upload of blob {desc.digest.short} to {self.repository}"
         url = self._open_upload(what)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        if desc.size <= IN_MEMORY_UPLOAD_BYTES:
+            # Read whole (and so checked whole) first: sent as a small request, on a kept-alive
+            # connection without httpx's per-request cost (airgap/registry/lean.py), and resent as it is
+            # if the registry answers 5xx.
+            self.client.request("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
+                                content=b"".join(body()), ok=(201, 204), what=what)
+            return
         resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
                                   body=body(), what=what)
         if resp.status_code not in (201, 204):

@@ -393,7 +393,7 @@ class RegistryClient:
                 # The cookie jar stays httpx's: while it holds a cookie (a load balancer's affinity),
                 # requests go through httpx, which sends it.
                 if self._lean is not None and not stream and json is None and not self.http.cookies:
-                    resp = self._lean.send(method, url, h, content)
+                    resp = self._lean.send(method, url, h, content, self.http.event_hooks)
                     if resp is not None and "set-cookie" in resp.headers:
                         self.http.cookies.extract_cookies(resp)
                 if resp is None:

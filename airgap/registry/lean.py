@@ -19,17 +19,15 @@ is configured in the environment (httpx routes through it; this does not) or whe
 from __future__ import annotations
 
 import http.client
-import logging
 import os
 import socket
 import ssl
 import threading
-import time
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
-http_log = logging.getLogger("airgap.http")
 #: A connection the server closed while it sat idle fails on reuse with one of these before any answer:
 #: the request is sent again on a new connection at once, as httpcore and urllib3 do.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -70,15 +68,20 @@ class LeanHTTP:
             return None
         return (parts.scheme, parts.hostname, port), path
 
-    def send(self, method: str, url: str, headers: dict[str, str], content: bytes | None) -> httpx.Response | None:
-        """The answer, read whole; None when this URL is for httpx to send."""
+    def send(self, method: str, url: str, headers: dict[str, str], content: bytes | None,
+             hooks: Mapping[str, list[Callable]]) -> httpx.Response | None:
+        """The answer, read whole; None when this URL is for httpx to send. ``hooks``: the httpx
+        client's event hooks, called with the same Request and Response objects as httpx would (-v
+        logging, and tests that record what was sent)."""
         where = self.target(url)
         if where is None:
             return None
         key, path = where
         h = dict(self._headers)
         h.update(headers)
-        t0 = time.monotonic()
+        request = httpx.Request(method, url, headers=h, content=content)
+        for hook in hooks.get("request", ()):
+            hook(request)
         conn, reused = self._checkout(key)
         try:
             try:
@@ -97,10 +100,9 @@ class LeanHTTP:
             conn.close()
         else:
             self._checkin(key, conn)
-        out = httpx.Response(resp.status, headers=resp.getheaders(), content=body, request=httpx.Request(method, url))
-        if http_log.isEnabledFor(logging.DEBUG):
-            from airgap.registry.client import redact_url
-            http_log.debug("%s %s %d %.0f ms", method, redact_url(out.url), resp.status, 1000 * (time.monotonic() - t0))
+        out = httpx.Response(resp.status, headers=resp.getheaders(), content=body, request=request)
+        for hook in hooks.get("response", ()):
+            hook(out)
         return out
 
     @staticmethod
