@@ -216,6 +216,12 @@ class RegistryStore(Store):
         return False
 
     def _location(self, resp: httpx.Response, loc: str) -> str:
+        # An upload Location is an absolute URL (Distribution) or an absolute path (Harbor, ECR): both
+        # are resolved without URL parsing, which costs more than the rest of a small request's work.
+        if loc.startswith(("http://", "https://")):
+            return loc
+        if loc.startswith("/") and not loc.startswith("//"):
+            return f"{resp.url.scheme}://{resp.url.netloc.decode('ascii')}{loc}"
         return str(resp.url.join(loc))
 
     def _open_upload(self, what: str) -> str:

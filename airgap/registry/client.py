@@ -275,6 +275,9 @@ class RegistryClient:
         """Authorization goes only to the registry itself, never to a host its answers point at."""
         if "://" not in url:
             return True
+        base = self.base
+        if url.startswith(base) and url[len(base):len(base) + 1] in ("/", "?"):
+            return True  # the authority ends where the base does: no parse (one per request)
         # Parsed once per base: a small image costs a dozen requests, each asking this.
         if self._origin_of[0] != self.base:
             self._origin_of = (self.base, _origin(httpx.URL(self.base)))
