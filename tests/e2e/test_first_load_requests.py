@@ -13,10 +13,11 @@ answer the catalog itself.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from helpers import airgap, load_args
+from helpers import airgap, keypair, load_args, write_images_md
 from http_proxy import Proxy, Reply
 from synth import LayerSpec, add_image
 
@@ -28,22 +29,19 @@ NAMES = ["alpha", "beta", "gamma"]
 def bundles(tmp_path_factory):
     """(public key, bundle of three images, the same plus a fourth)."""
     tmp = tmp_path_factory.mktemp("first")
-    airgap("keygen", "--output-key-prefix", str(tmp / "k"), env=PW)
+    key = keypair(tmp, PW["COSIGN_PASSWORD"])
     layout = tmp / "src"
-    base = LayerSpec(size=128 << 10, seed=500)
-    for k, name in enumerate(NAMES + ["delta"]):
-        add_image(layout, name, layers=[base, LayerSpec(size=16 << 10, seed=501 + k)])
+    for k, name in enumerate(NAMES + ["delta"]):  # a shared base layer each, as images have
+        add_image(layout, name, layers=[LayerSpec(size=128 << 10, seed=500), LayerSpec(size=16 << 10, seed=501 + k)])
 
     def make(name, images):
-        md = tmp / f"{name}.md"
-        md.write_text("\n".join(["```yaml airgap", "release: 0.1.0", "images:"]
-                                + [f"  - name: {n}\n    source: oci:{layout}:{n}" for n in images] + ["```", ""]))
+        md = write_images_md(tmp / f"{name}.md", "0.1.0", [{"name": n, "source": f"oci:{layout}:{n}"} for n in images])
         out = tmp / f"{name}.tar"
         airgap("bundle", "--images", str(md), "-o", str(out), "--no-chart", "--no-crds", "--no-tools",
-               "--store", str(tmp / "store"), "--key", str(tmp / "k.key"), env=PW)
+               "--store", str(tmp / "store"), "--key", f"{key}.key", env=PW)
         return out
 
-    return tmp / "k.pub", make("three", NAMES), make("four", NAMES + ["delta"])
+    return Path(f"{key}.pub"), make("three", NAMES), make("four", NAMES + ["delta"])
 
 
 class Catalog:
@@ -61,6 +59,12 @@ class Catalog:
             return self.answer
         return None
 
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proxy.stop()
+
     def load(self, bundle, key, tmp_path) -> dict:
         self.seen = []
         out = airgap(*load_args(bundle, self.host, "first", "--json", "--values-out", str(tmp_path / "values.yaml"),
@@ -70,11 +74,8 @@ class Catalog:
 
 @pytest.fixture
 def target(registry):
-    cat = Catalog(f"http://{registry.host}")
-    try:
+    with Catalog(f"http://{registry.host}") as cat:
         yield cat
-    finally:
-        cat.proxy.stop()
 
 
 def _tag_lookups(seen):
