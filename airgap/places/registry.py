@@ -244,8 +244,11 @@ class RegistryStore(Store):
             # Read whole (and so checked whole) first: sent as a small request, on a kept-alive
             # connection without httpx's per-request cost (airgap/registry/lean.py), and resent as it is
             # if the registry answers 5xx.
+            data = bytearray()
+            for chunk in body():
+                data += chunk  # copied as it comes: a body may hand out views of one reused buffer
             self.client.request("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
-                                content=b"".join(body()), ok=(201, 204), what=what)
+                                content=bytes(data), ok=(201, 204), what=what)
             return
         resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
                                   body=body(), what=what)
