@@ -154,10 +154,15 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
                 repos.append(target.repository(RECORD_REPOSITORY))
             created = opened.prepare(repos, options.create_namespaces, progress)
         from airgap.targets.plan import check_push_access, plan_tags, writes_planned
-        jobs = plan_tags(jobs, m, opened, options.key, progress, options.concurrency)
+        # Unless the target holds this very bundle (a reload), its catalog may show that most of the
+        # repositories are new: their tags need no lookups. The record's repository exists when a
+        # record was read, so a catalog without it is partial.
+        reload = is_recorded(record, reader.manifest_bytes)
+        jobs = plan_tags(jobs, m, opened, options.key, progress, options.concurrency, catalog=not reload,
+                         known=[target.repository(RECORD_REPOSITORY)] if record is not None else [])
         check_relocation(jobs, opened, progress)
         # A reload of what the target holds writes nothing: no push-rights probe (a POST and a DELETE).
-        record_due = options.key is not None and not is_recorded(record, reader.manifest_bytes)
+        record_due = options.key is not None and not reload
         if not options.dry_run and jobs and (record_due or writes_planned(jobs)):
             check_push_access(opened, jobs[0].dst.repository)
         engine = CopyEngine(concurrency=options.concurrency, progress=progress, verify_first=True,

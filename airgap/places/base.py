@@ -116,6 +116,11 @@ class Store(ABC):
         asking first, and asks for large ones."""
         return False
 
+    def note_absent(self) -> None:
+        """The place's listing of repositories lacks this one: from now on it holds no tag (places that
+        remember no tag answers ignore it)."""
+        return None
+
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:
         raise AirgapError(f"{self.description} is read-only")
 

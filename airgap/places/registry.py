@@ -22,6 +22,9 @@ from airgap.registry.sendfile import WHOLE_CHUNKS
 
 MAX_REFERRER_PAGES = limits.MAX_REFERRER_PAGES
 MONOLITHIC_UPLOAD_BYTES = limits.MONOLITHIC_UPLOAD_BYTES
+#: A blob this small is held in memory for its PUT (configs, signatures, small layers): one per upload
+#: in flight, so COPY_CONCURRENCY of them at most.
+IN_MEMORY_UPLOAD_BYTES = limits.SMALL_BLOB_BYTES
 
 # Whether a registry has the referrers API, asked once per client (every repository shares the answer).
 _REFERRERS_API: WeakKeyDictionary[RegistryClient, bool] = WeakKeyDictionary()
@@ -167,6 +170,12 @@ class RegistryStore(Store):
     def holds_no_tags(self) -> bool:
         return self._tags is not None and not self._tags
 
+    def note_absent(self) -> None:
+        """The registry's catalog does not list this repository: it holds no tag, as an empty
+        listing would say, so no tag is asked about (airgap/targets/plan.py)."""
+        self._listed = True
+        self._tags = set()
+
     def known_tag(self, tag: str) -> tuple[bool, Digest | None]:
         return (tag in self._known, self._known.get(tag))
 
@@ -211,6 +220,12 @@ class RegistryStore(Store):
         return False
 
     def _location(self, resp: httpx.Response, loc: str) -> str:
+        # An upload Location is an absolute URL (Distribution) or an absolute path (Harbor, ECR): both
+        # are resolved without URL parsing, which costs more than the rest of a small request's work.
+        if loc.startswith(("http://", "https://")):
+            return loc
+        if loc.startswith("/") and not loc.startswith("//"):
+            return f"{resp.url.scheme}://{resp.url.netloc.decode('ascii')}{loc}"
         return str(resp.url.join(loc))
 
     def _open_upload(self, what: str) -> str:
@@ -229,6 +244,16 @@ class RegistryStore(Store):
         what = f"upload of blob {desc.digest.short} to {self.repository}"
         url = self._open_upload(what)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        if desc.size <= IN_MEMORY_UPLOAD_BYTES:
+            # Read whole (and so checked whole) first: sent as a small request, on a kept-alive
+            # connection without httpx's per-request cost (airgap/registry/lean.py), and resent as it is
+            # if the registry answers 5xx.
+            data = bytearray()
+            for chunk in body():
+                data += chunk  # copied as it comes: a body may hand out views of one reused buffer
+            self.client.request("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
+                                content=bytes(data), ok=(201, 204), what=what)
+            return
         resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
                                   body=body(), what=what)
         if resp.status_code not in (201, 204):

@@ -60,8 +60,8 @@ class OpenTarget:
     def tags_immutable(self, repository: str) -> bool | None:
         return self.impl.tags_immutable(self, repository)
 
-    def repositories(self) -> list[str]:
-        return self.impl.repositories(self)
+    def repositories(self, max_pages: int | None = None) -> list[str]:
+        return self.impl.repositories(self, max_pages)
 
     def check_manifest(self, manifest: Manifest, where: str) -> None:
         self.impl.check_manifest(self, manifest, where)
@@ -142,11 +142,12 @@ class TargetKind:
         """Refuse, before the first push, a manifest this registry would refuse (raise InputError)."""
 
     # -- reading it -----------------------------------------------------------------------------
-    def repositories(self, opened: OpenTarget) -> list[str]:
-        """Every repository under the target's prefix (distribution-spec catalog, paged)."""
+    def repositories(self, opened: OpenTarget, max_pages: int | None = None) -> list[str]:
+        """Every repository under the target's prefix (distribution-spec catalog, paged; RegistryError
+        beyond ``max_pages`` pages)."""
         client, target = opened.client, opened.target
         try:
-            repos = paged(client, f"{client.api_root}/v2/_catalog", "repositories", "registry:catalog:*")
+            repos = paged(client, f"{client.api_root}/v2/_catalog", "repositories", "registry:catalog:*", max_pages)
         except (NotFound, RegistryError) as exc:
             raise RegistryError(f"registry {client.host} does not list its repositories ({exc}); name them with "
                                 "--repository") from None

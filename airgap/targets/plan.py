@@ -19,6 +19,7 @@ and the credentials carry push rights, with no tag or manifest written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from airgap import limits
@@ -66,21 +67,57 @@ def _immutability(opened: OpenTarget):
     return ask
 
 
+#: Catalog pages read to learn which repositories exist: beyond that the listing costs more than the
+#: tag lookups it saves (Distribution walks every repository for each page).
+CATALOG_PAGES = 10
+
+
+def _note_unlisted(opened: OpenTarget, jobs: list[CopyJob], known: Iterable[str]) -> None:
+    """A first load into a target asks about tags of repositories that do not exist yet: a HEAD and a
+    tag listing each, both 404, three requests per image. One catalog listing answers them all: a
+    repository it does not list holds no tag. ``known``: repositories this command saw exist (the
+    release records'); a catalog that lacks one is partial (filtered, capped) and is not believed. A
+    catalog that is refused (Harbor's needs an administrator, ECR has none) or long changes nothing."""
+    wanted = {job.dst.repository for job in jobs if job.dst.remote and job.tags}
+    if len(wanted) < 2:
+        return  # one repository: its own tag lookup costs no more than the listing
+    try:
+        listed = set(opened.repositories(max_pages=CATALOG_PAGES))
+    except AirgapError:
+        return
+    if not set(known) <= listed:
+        return
+    for job in jobs:
+        if job.dst.remote and job.dst.repository not in listed:
+            job.dst.note_absent()
+
+
 def _ask_tags(jobs: list[CopyJob], concurrency: int) -> None:
     """Ask the target about every tag the plan will read, ``concurrency`` at a time: the answers
     land in the stores' memo (RegistryStore.known_tag), so the plan below and the engine after it send nothing
-    more. 200 small images are 400 tags: one round trip each, in sequence, would be seconds."""
-    asks = [(job.dst, tag) for job in jobs if job.dst.remote and job.tags
-            for tag in [job.tags[0]] + [a.attachment.tag for a in job.attach if a.attachment.tag]]
-    if len(asks) < 2 or concurrency < 2:
-        return
-    with ThreadPoolExecutor(min(concurrency, len(asks))) as pool:
-        list(pool.map(lambda ask: ask[0].resolve_tag(ask[1]), asks))
+    more. 200 small images are 400 tags: one round trip each, in sequence, would be seconds. Each
+    repository's first tag goes first: where it is missing the store lists the repository's tags, which
+    answers the others without a request of their own."""
+    asks = [[(job.dst, tag) for tag in [job.tags[0]] + [a.attachment.tag for a in job.attach if a.attachment.tag]]
+            for job in jobs if job.dst.remote and job.tags]
+    first = [a[0] for a in asks]
+    rest = [x for a in asks for x in a[1:]]
+    for wave in (first, rest):
+        wave = [(dst, tag) for dst, tag in wave if not dst.known_tag(tag)[0] and not dst.holds_no_tags()]
+        if len(wave) < 2 or concurrency < 2:
+            continue  # the plan asks these itself, in order
+        with ThreadPoolExecutor(min(concurrency, len(wave))) as pool:
+            list(pool.map(lambda ask: ask[0].resolve_tag(ask[1]), wave))
 
 
 def plan_tags(jobs: list[CopyJob], manifest: BundleManifest, opened: OpenTarget, key: PublicKey | None,
-              progress: Progress, concurrency: int = limits.COPY_CONCURRENCY) -> list[CopyJob]:
+              progress: Progress, concurrency: int = limits.COPY_CONCURRENCY, *, catalog: bool = False,
+              known: Iterable[str] = ()) -> list[CopyJob]:
+    """``catalog``: learn from the target's catalog which repositories do not exist yet (worth it
+    unless this is a reload, where they all do); ``known``: repositories known to exist."""
     identities = {i.name: i.identity for i in manifest.images}
+    if catalog:
+        _note_unlisted(opened, jobs, known)
     _ask_tags(jobs, concurrency)
     out: list[CopyJob] = []
     conflicts: list[str] = []

@@ -30,6 +30,12 @@ def airgap(*args: str, env: dict | None = None, input: str | None = None, check:
     return proc
 
 
+def keypair(directory: Path, password: str) -> Path:
+    """``airgap keygen`` into ``directory``: the key prefix (``.key`` and ``.pub`` next to it)."""
+    airgap("keygen", "--output-key-prefix", str(directory / "k"), env={"COSIGN_PASSWORD": password})
+    return directory / "k"
+
+
 def load_json(*args: str, **kw) -> dict:
     proc = airgap(*args, "--json", **kw)
     return json.loads(proc.stdout)

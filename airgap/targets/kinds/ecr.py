@@ -209,8 +209,8 @@ class EcrKind(TargetKind):
     def tags_immutable(self, opened: OpenTarget, repository: str) -> bool | None:
         return opened.state.tags_immutable(repository)
 
-    def repositories(self, opened: OpenTarget) -> list[str]:
-        return opened.state.repository_names(opened.target.prefix)
+    def repositories(self, opened: OpenTarget, max_pages: int | None = None) -> list[str]:
+        return opened.state.repository_names(opened.target.prefix)  # the ECR API pages cheaply: no bound
 
 
 KIND = EcrKind()
