@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airgap import limits
-from airgap.bundle.format import SIGNATURE_NAME, BundleFile, BundleImage, BundleManifest
+from airgap.bundle.format import BundleFile, BundleImage, BundleManifest
 from airgap.bundle.reader import BundleReader, open_bundle
 from airgap.attachments import DEFAULT as ATTACHMENTS_DEFAULT
 from airgap.attachments import check_relocation, check_spec, selected
@@ -122,8 +122,7 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
         values = render_values(m, target, bundle.name, options.naming)
         outputs = _plan_outputs(reader, m, target, options, values, bundle.name)
         # The bundle's own manifest and signature: a reload recognises its record without reading it.
-        signed = (None if options.key is None else
-                  (reader.manifest_bytes, reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES)))
+        signed = None if options.key is None else (reader.manifest_bytes, reader.signature)
         record = read_record(client, target, options.key, progress, signed)
         check_downgrade(record, m, target, options.allow_downgrade, progress)
         jobs: list[CopyJob] = []
@@ -178,8 +177,8 @@ def _load(reader: BundleReader, bundle: Path, options: LoadOptions, progress: Pr
             # Only a verified, signed bundle is recorded: the record is trusted for its signature. A new
             # tag per release, so it advances on immutable targets too; failing to write it fails the load.
             try:
-                write_record(client, target, reader.manifest_bytes,
-                             reader.read_member(SIGNATURE_NAME, limits.BUNDLE_SIGNATURE_BYTES), record, m.created)
+                # reader.signature: the bytes the bundle's manifest was verified with, read once with it.
+                write_record(client, target, reader.manifest_bytes, reader.signature, record, m.created)
             except AirgapError as exc:
                 raise RegistryError(f"images are loaded, but release {m.release} could not be recorded in {target} "
                                 f"for rollback protection: {exc}") from None

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ecr_standin import ecr, ecr_env, moto_server  # noqa: F401  (fixtures)
-from helpers import REPO, airgap, load_report, module_registry, run_load, write_images_md
+from helpers import airgap, load_report, module_registry, run_load, trixie_tool, write_images_md
 from synth import LayerSpec, add_image
 
 SPDX = "application/spdx+json"
@@ -36,19 +36,12 @@ EMPTY_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;versio
               "certificateAuthorities": [], "ctlogs": [], "timestampAuthorities": []}
 
 
-def _install(tool: str) -> str:
-    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("cosign-home")
     root = home / "trusted_root.json"
     root.write_text(json.dumps(EMPTY_ROOT))
-    return {"cosign": _install("cosign"), "oras": _install("oras"), "home": home, "root": root}
+    return {"cosign": trixie_tool("cosign"), "oras": trixie_tool("oras"), "home": home, "root": root}
 
 
 def _run(tools: dict, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

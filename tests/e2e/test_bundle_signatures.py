@@ -28,7 +28,7 @@ from airgap.registry.client import RegistryClient, RegistryOptions
 from airgap.sign import keys
 from airgap.sign.formats import SigstoreBundle, find_verified
 from airgap.sign.sigstore_bundle import BUNDLE_V03
-from helpers import REPO, airgap, assert_upstream_refused, demo_images_md, demo_layout, load_json, run_load
+from helpers import airgap, assert_upstream_refused, demo_images_md, demo_layout, load_json, run_load, trixie_tool
 
 PASSWORD = "correct horse battery staple"
 EMPTY_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": [],
@@ -36,21 +36,14 @@ EMPTY_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;versio
 SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 
 
-def _trixie(tool: str) -> str:
-    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def cosign() -> str:
-    return _trixie("cosign")
+    return trixie_tool("cosign")
 
 
 @pytest.fixture(scope="module")
 def oras() -> str:
-    return _trixie("oras")
+    return trixie_tool("oras")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from helpers import airgap, load_args
+from helpers import airgap, load_args, write_images_md
 from http_proxy import Proxy
 from synth import LayerSpec, add_image
 
@@ -30,11 +30,7 @@ OUTPUTS = ("values.yaml", "policy.json", "registries.d/airgap.yaml", "kyverno-po
 
 
 def _images_md(path, layout, names):
-    lines = ["```yaml airgap", "release: 0.1.0", "images:"]
-    for n in names:
-        lines += [f"  - name: {n}", f"    source: oci:{layout}:{n}"]
-    path.write_text("\n".join(lines + ["```", ""]))
-    return path
+    return write_images_md(path, "0.1.0", [{"name": n, "source": f"oci:{layout}:{n}"} for n in names])
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from airgap.places.layout import LayoutStore
 from airgap.sign.formats import CosignLegacy, verify_any
 from airgap.sign.keys import generate
 from synth import LayerSpec, add_image
-from helpers import REPO, airgap, write_images_md
+from helpers import airgap, trixie_tool, write_images_md
 
 SBOM_TYPE = "application/spdx+json"
 SIG_TYPE = "application/vnd.example.signature.v1+json"
@@ -159,10 +159,7 @@ def test_engine_without_discover_copies_only_what_the_job_names(tmp_path):
 
 @pytest.fixture(scope="module")
 def oras() -> str:
-    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), "oras"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"Debian trixie's oras could not be installed here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    return trixie_tool("oras")
 
 
 def _oras(oras: str, *args: str, cwd: Path) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, airgap, load_json, write_images_md
+from helpers import REPO, airgap, load_json, trixie_tool, write_images_md
 from registry_server import run_skopeo, start_registry
 from synth import LayerSpec, add_image
 
@@ -133,21 +133,14 @@ def test_containerd_pulls_upstream_names_through_the_emitted_certs_d(tls, signed
 
 # -- containers/image: skopeo 1.18 and podman 5.4 from trixie ---------------------------------------
 
-def _trixie(tool: str) -> str:
-    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def trixie_skopeo():
-    return _trixie("skopeo")
+    return trixie_tool("skopeo")
 
 
 @pytest.fixture(scope="module")
 def trixie_podman():
-    return _trixie("podman")
+    return trixie_tool("podman")
 
 
 def _skopeo_puller(skopeo: str, out: Path, tmp_path: Path):

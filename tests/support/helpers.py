@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from synth import LayerSpec, add_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,3 +155,12 @@ def module_registry(workdir: Path) -> Iterator:
         yield rp.registry
     finally:
         rp.stop()
+
+
+def trixie_tool(tool: str) -> str:
+    """Path of Debian trixie's ``tool`` (cosign, oras, skopeo, podman) installed without a system
+    install by scripts/install-trixie.sh; the test skips, naming why, where it cannot be installed."""
+    proc = subprocess.run(["bash", str(REPO / "scripts/install-trixie.sh"), tool], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"Debian trixie's {tool} could not be installed here: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
