@@ -13,6 +13,11 @@ load`` vs one ``skopeo sync`` registry to registry), a delta bundle, and a singl
 best run of each step counts; peak RSS comes from os.wait4's rusage of the child. Prints a table
 of ratios against the issue-14 targets and writes bench/results.json.
 
+Both loads are also made, in the same rounds, by bench/floor.py: the same pushes by a client that
+costs almost nothing (sendfile, no verification, no probes) into a fresh registry of the same kind.
+Its wall time over skopeo's is the lowest ratio any client could reach on this registry and disk;
+airgap's over the floor is what airgap itself adds.
+
 bench.py itself stays small in memory: children write to files, layers are generated in 1 MiB
 chunks, and nothing reads a blob or the bundle whole.
 """
@@ -291,6 +296,8 @@ class Results:
     big: dict = field(default_factory=dict)
     delta: dict = field(default_factory=dict)
     small: dict = field(default_factory=dict)
+    #: bench/floor.py: the same pushes by a client that costs ~nothing, into the same kind of registry.
+    floor: dict = field(default_factory=dict)
     ratios: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -454,7 +461,7 @@ def _corpus(args, bench: Bench, res: Results, registries: list[RegistryProcess])
     images_file.write_text("\n".join(lines + ["```", ""]))
 
     bundle = work / "bundle.tar"
-    bundles, baselines, loads, copies, reloads = [], [], [], [], []
+    bundles, baselines, loads, copies, reloads, floors = [], [], [], [], [], []
     load_argv: list[str] = []
     for i in range(1, args.runs + 1):
         # -- bundle: pull + pack + sign, from the registry, with a cold local store ---------
@@ -506,6 +513,9 @@ def _corpus(args, bench: Bench, res: Results, registries: list[RegistryProcess])
                 res.reload = run_summary(reload)
                 res.compare["blobs_unchanged_after_reload"] = rp.registry.committed_blobs() == committed
         _stop(rp, registries)
+        # -- what the registry allows: the same pushes by a client that costs ~nothing ------
+        print(f"[run {i}/{args.runs}] floor: the load's pushes by bench/floor.py ...", flush=True)
+        floors += _floor_runs(bench, registries, work, f"load-{i}", bundle, LOAD_FLOOR_STREAMS)
         # -- skopeo copy from the OCI layout into an empty registry -------------------------
         print(f"[run {i}/{args.runs}] skopeo copy from the OCI layout ...", flush=True)
         rp = _fresh_registry(work, "registry-skopeo", registries)
@@ -530,6 +540,7 @@ def _corpus(args, bench: Bench, res: Results, registries: list[RegistryProcess])
         res.reload.update(run_summary(best["reload"]))
     res.ratios["bundle"] = _ratio(best["bundle"], best["skopeo_bundle"])
     res.ratios["load"] = _ratio(best["load"], best["skopeo_load"])
+    _record_floor(res, "load", floors, best["load"], best["skopeo_load"])
     _stop(next(r for r in registries if r.registry is src), registries)
 
 
@@ -568,12 +579,13 @@ def _small_images(args, bench: Bench, res: Results, registries: list[RegistryPro
     if bench.airgap("small-seed", *load_args(work, bundle, f"{src.registry.host}/small")) is None:
         res.small = {"ok": False, "failed": "seeding the source registry"}
         return
-    loads, syncs = [], []
+    loads, syncs, floors = [], [], []
     for i in range(1, args.runs + 1):
-        print(f"[run {i}/{args.runs}] small images: airgap load, skopeo sync ...", flush=True)
+        print(f"[run {i}/{args.runs}] small images: airgap load, floor, skopeo sync ...", flush=True)
         rp = _fresh_registry(work, "registry-load", registries)
         loads.append(bench.airgap(f"small-load-{i}", *load_args(work, bundle, f"{rp.registry.host}/small")))
         _stop(rp, registries)
+        floors += _floor_runs(bench, registries, work, f"small-{i}", bundle, SMALL_FLOOR_STREAMS)
         rp = _fresh_registry(work, "registry-sync", registries)
         syncs.append(bench.skopeo(f"small-sync-{i}", "sync", "--src", "yaml", "--dest", "docker",
                                   "--preserve-digests", "--dest-tls-verify=false", str(sync_yaml),
@@ -586,6 +598,35 @@ def _small_images(args, bench: Bench, res: Results, registries: list[RegistryPro
                  "load_runs_s": [round(r.wall_s, 2) if r else None for r in loads],
                  "sync_runs_s": [round(r.wall_s, 2) for r in syncs]}
     res.ratios["small_load"] = _ratio(best_load, best_sync)
+    _record_floor(res, "small_load", floors, best_load, best_sync)
+
+
+#: Streams bench/floor.py tries (each into a fresh registry; the fastest counts): the load's own
+#: choice for the corpus (total / largest = 4) and more, and for small images airgap's default
+#: concurrency (8) and twice that.
+LOAD_FLOOR_STREAMS = (4, 8)
+SMALL_FLOOR_STREAMS = (8, 16)
+
+
+def _floor_runs(bench: Bench, registries: list[RegistryProcess], work: Path, name: str, bundle: Path,
+                streams: tuple[int, ...]) -> list[Run]:
+    runs = []
+    for n in streams:
+        rp = _fresh_registry(work, "registry-floor", registries)
+        runs.append(bench.run(f"floor-{name}-{n}", [sys.executable, str(ROOT / "bench" / "floor.py"), str(bundle),
+                                                     f"{rp.registry.host}/floor", "--streams", str(n)]))
+        _stop(rp, registries)
+        if not runs[-1].ok:
+            bench.errors.append(f"bench/floor.py failed: {runs[-1].stderr_tail(2000)}")
+    return runs
+
+
+def _record_floor(res: Results, key: str, floors: list[Run], ours: Run | None, theirs: Run | None) -> None:
+    """The floor's wall time, its ratio to skopeo's (the lowest ratio any client reaches on this
+    registry and disk), and airgap's wall time over it (what airgap itself adds)."""
+    best = _best(floors)
+    res.floor[key] = {**run_summary(best), "runs_s": [round(r.wall_s, 2) for r in floors],
+                      "over_skopeo": _ratio(best, theirs), "airgap_over_floor": _ratio(ours, best)}
 
 
 def _reachable_blobs(layout: Path, ref: str) -> set[str]:
@@ -717,6 +758,12 @@ def print_table(res: Results) -> None:
         ratio = res.ratios.get(key)
         print(_row(name, ours.get("wall_s"), theirs.get("wall_s"), ratio, f"<= {TARGETS[key]:.2f}",
                    None if ratio is None else ratio <= TARGETS[key]))
+    for key, name in (("load", "load"), ("small_load", f"{res.small.get('images', 0)} small images")):
+        f = res.floor.get(key)
+        if f and f.get("wall_s") is not None:
+            print(f"  {name}: floor {f['wall_s']:.2f} s = {_fmt(f['over_skopeo'], '.3f')} x skopeo "
+                  f"(target {TARGETS[key]:.2f}); airgap = {_fmt(f['airgap_over_floor'], '.3f')} x the floor "
+                  f"(bench/floor.py: the same pushes by a client that costs ~nothing)")
     reload_s = res.reload.get("wall_s")
     print(_row("no-op reload (s)", reload_s, None, None, f"<= {RELOAD_TARGET_S} s",
                None if reload_s is None else reload_s <= RELOAD_TARGET_S))
@@ -736,11 +783,14 @@ def print_table(res: Results) -> None:
                        "", None))
     runs = {"bundle": res.bundle.get("runs_s"), "skopeo layout+tar": sk.get("bundle", {}).get("runs_s"),
             "load": res.load.get("runs_s"), "skopeo copy": sk.get("load", {}).get("runs_s"),
-            "small load": res.small.get("load_runs_s"), "skopeo sync": res.small.get("sync_runs_s")}
+            "small load": res.small.get("load_runs_s"), "skopeo sync": res.small.get("sync_runs_s"),
+            "load floor": res.floor.get("load", {}).get("runs_s"),
+            "small floor": res.floor.get("small_load", {}).get("runs_s")}
     print("runs (s): " + "; ".join(f"{k} {v}" for k, v in runs.items() if v))
     cpu = {"bundle": res.bundle, "skopeo layout+tar": sk.get("bundle", {}), "load": res.load,
            "skopeo copy": sk.get("load", {}), "small load": res.small.get("load", {}),
-           "skopeo sync": res.small.get("skopeo_sync", {})}
+           "skopeo sync": res.small.get("skopeo_sync", {}), "load floor": res.floor.get("load", {}),
+           "small floor": res.floor.get("small_load", {})}
     print("CPU s of the best run (tool + registries): " + "; ".join(
         f"{k} {d['cpu_s']:.2f} + {d['registry_cpu_s']:.2f}" for k, d in cpu.items() if d and "cpu_s" in d))
     cmp_ = res.compare

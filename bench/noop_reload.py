@@ -187,6 +187,23 @@ def slowest_imports(limit: int = 8) -> tuple[float, list[tuple[float, str]]]:
     return total, sorted(tops, reverse=True)[:limit]
 
 
+#: What any airgap start pays before its own code runs: the interpreter and the libraries a load
+#: imports (httpx's command-line client kept out, as airgap/__init__.py does).
+LIBRARIES = ("import sys; sys.modules.setdefault('httpx._main', None); import click, httpx, yaml, json, "
+             "tarfile, http.client; from cryptography.hazmat.primitives.asymmetric import ec")
+
+
+def library_floor(python: str, runs: int = 7) -> float:
+    """Best wall time of ``python -c LIBRARIES``: the floor of a reload under these libraries."""
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([python, "-c", LIBRARIES], check=True, cwd=tempfile.gettempdir(),
+                       env=dict(os.environ, **_ENV))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _use(cmd: list[str], pycache: Path | None) -> None:
     """Start the children as ``cmd``; ``pycache``: where a checkout's children keep their bytecode (an
     installed airgap reads the bytecode pip compiled next to its modules, which a prefix would hide)."""
@@ -249,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             versions[mode] = min(_airgap("--version")[0] for _ in range(3))
         _use(CHECKOUT, pycache)
         imports, top = slowest_imports()
+        _use(modes[head], pycache if head == "checkout" else None)
+        floor = library_floor(str(VENV / "bin" / "python") if head == "installed" else sys.executable)
 
     writes = sum(counts.get(m, 0) for m in ("POST", "PUT", "PATCH", "DELETE"))
     summaries = {m: _summary(walls[m], cpus[m], versions[m]) for m in modes}
@@ -256,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"images": args.images, "bytecode_cached": not args.no_bytecode, "first_load_s": round(first, 3),
               "measured": head, **summaries[head], "target_s": TARGET_S, "load_average": os.getloadavg()[0],
               "requests": counts, "requests_total": sum(counts.values()), "writes": writes,
+              "libraries_floor_s": round(floor, 3),
               "version_imports_s": round(imports, 3), "slowest_imports": [[round(s, 3), n] for s, n in top]}
     if head != "checkout":
         result["checkout"] = summaries["checkout"]
@@ -267,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no-op reload, {labels[mode]:<17}  best {min(w):6.3f} s  median {statistics.median(w):.3f} s   "
               f"CPU best {min(c):.3f} s  median {statistics.median(c):.3f} s   {verdict}")
     print(f"    (CPU: user + system of the process; load average {os.getloadavg()[0]:.1f})")
+    print(f"    floor: python and the libraries a load imports (click, httpx, PyYAML, cryptography) "
+          f"{floor:.3f} s; airgap's own modules, requests and checks: {min(walls[head]) - floor:.3f} s")
     print(f"requests per reload   {sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
           f"writes {writes}")
     for mode in modes:
