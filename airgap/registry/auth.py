@@ -4,6 +4,11 @@ The scheme is matched case-insensitively: Nexus answers ``BASIC realm=...`` in u
 Distribution ``Bearer realm=...,service=...,scope=...``. Once a registry has told us its scheme, later
 requests carry credentials up front, so a load of many repositories does not pay a 401 round trip
 for each of them.
+
+Credentials depend on the repository a request's scope names (auth-file keys per namespace,
+:class:`~airgap.registry.credentials.RepositoryCredentials`), and tokens are cached per
+(credentials, scope). A scope naming two repositories (a cross-repository mount) is served only when
+both resolve to the same credentials: one identity's token must never cover another's repository.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from airgap.errors import AuthError
-from airgap.registry.credentials import Credentials, CredentialSource, StaticSource
+from airgap.registry.credentials import Credentials, CredentialSource, RepositoryCredentials, StaticSource
 
 _PARAM_RE = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -36,6 +41,16 @@ def parse_challenge(header: str) -> Challenge:
     return Challenge(scheme.lower(), params)
 
 
+def scope_repositories(scope: str) -> list[str]:
+    """The repositories a scope names, in order (``repository:<name>:<actions>`` parts)."""
+    repos = []
+    for part in scope.split():
+        kind, _, rest = part.partition(":")
+        if kind == "repository" and ":" in rest:
+            repos.append(rest.rpartition(":")[0])
+    return repos
+
+
 def _merge_scopes(*scopes: str) -> str:
     seen: list[str] = []
     for s in scopes:
@@ -46,26 +61,66 @@ def _merge_scopes(*scopes: str) -> str:
 
 
 class Authenticator:
-    """Holds what one registry asked for and the tokens it gave, per scope."""
+    """Holds what one registry asked for and the tokens it gave, per (credentials, scope)."""
 
-    def __init__(self, host: str, credentials: Credentials | CredentialSource | None, http: httpx.Client,
-                 may_send_credentials: Callable[..., None]):
+    def __init__(self, host: str, credentials: Credentials | CredentialSource | RepositoryCredentials | None,
+                 http: httpx.Client, may_send_credentials: Callable[..., None]):
         self.host = host
-        self.source = credentials if isinstance(credentials, CredentialSource) else StaticSource(credentials)
+        # Either one source for every repository (flags' credentials, ECR, a test's), or one per
+        # repository as the auth files key them.
+        self._per_repository: RepositoryCredentials | None = None
+        self._fixed: CredentialSource | None = None
+        if isinstance(credentials, RepositoryCredentials):
+            self._per_repository = credentials
+        else:
+            self._fixed = credentials if isinstance(credentials, CredentialSource) else StaticSource(credentials)
         self._http = http
         self._check_transport = may_send_credentials  # raises when creds would travel in clear text
         self._challenge: Challenge | None = None
-        self._tokens: dict[str, tuple[str, float]] = {}
+        self._tokens: dict[tuple[Credentials | None, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def source(self) -> CredentialSource:
+        """The host's own source, for registry-wide requests (``/v2/``, a product's API)."""
+        return self.source_for("")
+
+    @source.setter
+    def source(self, value: CredentialSource) -> None:
+        # A target kind that brings its own credentials (ECR's token) for every repository.
+        self._fixed, self._per_repository = value, None
+        with self._lock:
+            self._tokens.clear()
 
     @property
     def credentials(self) -> Credentials | None:
         return self.source.get()
 
-    def renew(self, resp: httpx.Response) -> bool:
+    def source_for(self, scope: str) -> CredentialSource:
+        """The source for the repositories ``scope`` names (the host's own for none). Raises AuthError
+        when they resolve to different credentials: no single token may carry two identities."""
+        if self._fixed is not None:
+            return self._fixed
+        assert self._per_repository is not None
+        repos = scope_repositories(scope) or [""]
+        first = self._per_repository.source(repos[0])
+        for repo in repos[1:]:
+            other = self._per_repository.source(repo)
+            # Only a mount names a second repository (its from=). Asking with the target's identity for
+            # pull on the source would use one account's token for another's repository (or a 403 that
+            # reads like bad credentials); refusing here, before any request, makes the copy engine
+            # treat it as any refused mount and upload the blob with the target's own credentials.
+            if other.get() != first.get():
+                raise AuthError(f"registry {self.host}: {repo} and {repos[0]} use different credentials "
+                                f"({other.describe() or 'none'}; {first.describe() or 'none'}): not asking "
+                                "for one token over both")
+        return first
+
+    def renew(self, resp: httpx.Response, scope: str = "") -> bool:
         """The registry refused credentials we sent (ECR: 'Your authorization token has expired'):
         True when the source has newer ones and the request is worth retrying."""
-        old = self.credentials
+        source = self.source_for(scope)
+        old = source.get()
         if old is None:
             return False
         if resp.status_code == 403:
@@ -77,25 +132,27 @@ class Authenticator:
                 return False
             if "expired" not in body and not (resp.request.method == "HEAD" and not body.strip()):
                 return False
-        if self.source.renew(old) is None:
+        if source.renew(old) is None:
             return False
         with self._lock:
             self._tokens.clear()  # bearer tokens obtained with the old credentials
         return True
 
     def header_for(self, scope: str) -> str | None:
+        # Before the first challenge too: a scope over two identities fails before any request.
+        source = self.source_for(scope)
         ch = self._challenge
         if ch is None:
             return None
+        creds = source.get()
         if ch.scheme == "basic":
-            creds = self.credentials
             return creds.basic_header() if creds else None
         if ch.scheme == "bearer":
             with self._lock:
-                tok = self._tokens.get(scope)
+                tok = self._tokens.get((creds, scope))
                 if tok and tok[1] > time.monotonic():
                     return f"Bearer {tok[0]}"
-            return f"Bearer {self._fetch_token(scope)}"
+            return f"Bearer {self._fetch_token(scope, source)}"
         return None
 
     def on_challenge(self, header: str | None, scope: str, had_auth: bool) -> bool:
@@ -107,17 +164,18 @@ class Authenticator:
             raise AuthError(f"registry {self.host} asks for unsupported auth scheme {ch.scheme!r}")
         first = self._challenge is None or self._challenge.scheme != ch.scheme
         self._challenge = ch
+        creds = self.source_for(scope).get()
         if ch.scheme == "basic":
-            if self.credentials is None or had_auth:
+            if creds is None or had_auth:
                 return False
             self._check_transport()
             return True
         with self._lock:
             # A 401 carrying our token means it expired or lacks a scope: drop it and ask again.
-            self._tokens.pop(scope, None)
+            self._tokens.pop((creds, scope), None)
         return first or not had_auth or bool(ch.params.get("scope"))
 
-    def _fetch_token(self, scope: str) -> str:
+    def _fetch_token(self, scope: str, source: CredentialSource) -> str:
         ch = self._challenge
         assert ch is not None
         realm = ch.params.get("realm")
@@ -130,7 +188,7 @@ class Authenticator:
         for part in full_scope.split():
             query.append(("scope", part))
         headers = {}
-        creds = self.credentials
+        creds = source.get()
         try:
             if creds and creds.identity_token:
                 # docker login's OAuth refresh token: exchanged with a POST, as docker does
@@ -153,7 +211,7 @@ class Authenticator:
         if resp.status_code in (401, 403):
             who = f"as {creds.username!r}" if creds and creds.username else (
                 "with an identity token" if creds else "anonymously")
-            where = self.source.describe()
+            where = source.describe()
             looked = f" (credentials looked for in: {where})" if where and not creds else (
                 f" (credentials from {where})" if where else "")
             raise AuthError(f"registry {self.host} refused a token {who} for {full_scope or 'registry'}: "
@@ -173,7 +231,7 @@ class Authenticator:
         except (TypeError, ValueError):
             ttl = 50  # the spec's default lifetime, less the same margin
         with self._lock:
-            self._tokens[scope] = (token, time.monotonic() + ttl)
+            self._tokens[(creds, scope)] = (token, time.monotonic() + ttl)
         return token
 
 

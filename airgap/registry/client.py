@@ -39,7 +39,7 @@ from airgap.errors import AuthError, InputError, NotFound, RateLimited, Registry
 from airgap.model.filebody import FileBody
 from airgap.registry import credentials as creds
 from airgap.registry import sendfile
-from airgap.registry.auth import Authenticator, error_text
+from airgap.registry.auth import Authenticator, error_text, scope_repositories
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
@@ -50,6 +50,8 @@ http_log = logging.getLogger("airgap.http")
 log = logging.getLogger("airgap.registry")
 # Query parameters safe to show in a log line; anything else (CDN signatures, upload state) is masked.
 _SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
+# A request path's repository: what comes between /v2/ and the last API word (a name may hold "blobs").
+_REPO_PATH_RE = re.compile(r"^(?:/.*?)?/v2/(.+)/(?:blobs|manifests|tags|referrers)/")
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ class RegistryClient:
     def __init__(self, host: str, options: RegistryOptions | None = None,
                  transport: httpx.BaseTransport | None = None,
                  credentials: creds.CredentialSource | None = None, api_root: str = ""):
+        """``credentials``: one source for every repository (a target kind's, a test's); without it
+        each repository gets what the explicit credentials or the auth files hold for it."""
         self.host = host  # the registry's name, as messages and place keys show it
         self.api_host = api_host(host)  # where its API answers (docker.io -> registry-1.docker.io)
         self.options = options or RegistryOptions()
@@ -218,11 +222,13 @@ class RegistryClient:
             transport=transport,  # tests swap in httpx.MockTransport for protocol edge cases
             event_hooks={"request": [self._log_request], "response": [self._log_response]},
         )
+        per_repository = None
         if credentials is None:
-            found = creds.lookup(host, self.options.explicit_for(host), self.options.credentials_from)
-            where = found.found_in if found.credentials is not None else found.where()
-            credentials = creds.StaticSource(found.credentials, where or "")
-        self.auth = Authenticator(host, credentials, self.http, self._check_credentials_transport)
+            per_repository = creds.RepositoryCredentials(host, self.options.explicit_for(host),
+                                                         self.options.credentials_from)
+            per_repository.source()  # a malformed auth file is reported now, before any transfer
+        self.auth = Authenticator(host, credentials if credentials is not None else per_repository, self.http,
+                                  self._check_credentials_transport)
 
     @property
     def base(self) -> str:
@@ -302,6 +308,15 @@ class RegistryClient:
                 return f"{self.api_root}/v2/{repository[len(hosted) + 1:]}"
         return f"/v2/{repository}"
 
+    def _repositories_of(self, path: str) -> list[str]:
+        """The repository a request path is for (``/v2/<name>/blobs/...``, Nexus's
+        ``/repository/<hosted>/v2/<rest>/...``), as the one-element list a scope would give."""
+        m = _REPO_PATH_RE.match(path)
+        if not m:
+            return []
+        hosted = self.api_root.rsplit("/", 1)[-1] if self.api_root and path.startswith(self.api_root + "/") else ""
+        return [f"{hosted}/{m.group(1)}" if hosted else m.group(1)]
+
     def api_name(self, repository: str) -> str:
         """The repository name as the API endpoint knows it (for mount's ``from=``)."""
         return self.repo_path(repository).split("/v2/", 1)[1]
@@ -318,7 +333,7 @@ class RegistryClient:
         resp = self._send(method, self._url(path), scope=scope, headers=headers, content=content, params=params,
                           what=what or f"{method} {path}")
         if resp.status_code not in ok:
-            self.raise_for(resp, what or f"{method} {path}")
+            self.raise_for(resp, what or f"{method} {path}", scope)
         return resp
 
     def api(self, method: str, path: str, *, json: object | None = None, params: dict[str, str] | None = None,
@@ -345,7 +360,7 @@ class RegistryClient:
         try:
             if resp.status_code != 200:
                 resp.read()
-                self.raise_for(resp, what or f"GET {path}")
+                self.raise_for(resp, what or f"GET {path}", scope)
             yield resp
         finally:
             resp.close()
@@ -418,16 +433,17 @@ class RegistryClient:
                 continue
             if resp.status_code == 401 and not auth_retried and authenticate:
                 header = resp.headers.get("www-authenticate")
-                if self.auth.on_challenge(header, scope, had_auth) or (had_auth and self.auth.renew(resp)):
+                if self.auth.on_challenge(header, scope, had_auth) or (had_auth and self.auth.renew(resp, scope)):
                     resp.close()
                     auth_retried = True
                     continue
-            if resp.status_code == 403 and had_auth and not auth_retried and authenticate and self.auth.renew(resp):
+            if resp.status_code == 403 and had_auth and not auth_retried and authenticate and \
+                    self.auth.renew(resp, scope):
                 resp.close()
                 auth_retried = True
                 continue
             if resp.status_code == 429:
-                self._check_rate_limit(resp, attempt + 1 < self.options.retries)
+                self._check_rate_limit(resp, attempt + 1 < self.options.retries, scope)
             if resp.status_code in RETRY_STATUS and attempt + 1 < self.options.retries:
                 attempt += 1
                 retry_after = resp.headers.get("retry-after")
@@ -436,7 +452,7 @@ class RegistryClient:
                 continue
             return resp
 
-    def _check_rate_limit(self, resp: httpx.Response, can_retry: bool) -> None:
+    def _check_rate_limit(self, resp: httpx.Response, can_retry: bool, scope: str = "") -> None:
         """Raise RateLimited when waiting is not worth it: a wait beyond MAX_RETRY_WAIT, no wait given
         while the registry says the quota is spent (Docker Hub), or no retries left."""
         wait = _seconds(resp.headers.get("retry-after"))
@@ -459,7 +475,7 @@ class RegistryClient:
             when = "try again later"
         quota = f" (limit {limit.split(';')[0]} per {_duration(window)})" if window else ""
         hint = " or log in (docker login) for a higher limit" if self.api_host == api_host("docker.io") and \
-            self.auth.credentials is None else ""
+            self.auth.source_for(scope).get() is None else ""
         said = error_text(resp) if resp.content else ("pull rate limit reached" if spent else "HTTP 429")
         raise RateLimited(f"registry {self.host} rate-limits us{quota}: {said}; {when}{hint}")
 
@@ -504,20 +520,26 @@ class RegistryClient:
                 resp = self.http.request(method, url, headers=h, content=body)
         except httpx.TransportError as exc:
             raise Transient(f"registry {self.host}: {what} broke off: {exc}") from None
-        if resp.status_code in (401, 403) and auth and self.auth.renew(resp):
+        if resp.status_code in (401, 403) and auth and self.auth.renew(resp, scope):
             # The token expired while we streamed (ECR, 12 h): a retry goes with the new one.
             raise Transient(f"registry {self.host}: {what}: credentials expired, renewed")
         return resp
 
-    def raise_for(self, resp: httpx.Response, what: str) -> None:
+    def raise_for(self, resp: httpx.Response, what: str, scope: str | None = None) -> None:
+        """Raise the error for a failed answer; ``scope`` (else the request's URL) tells whose
+        credentials a 401/403 refused."""
         msg = error_text(resp)
         if resp.status_code in (401, 403):
-            where = self.auth.source.describe()
-            if self.auth.credentials:
-                name = self.auth.credentials.username or "an identity token"
+            repos = scope_repositories(scope) if scope is not None else self._repositories_of(resp.request.url.path)
+            # The first repository's: the one the request was for (a mount names its source second).
+            source = self.auth.source_for(f"repository:{repos[0]}:pull" if repos else "")
+            where, found = source.describe(), source.get()
+            if found:
+                name = found.username or "an identity token"
                 who = f" as {name!r}" + (f" (credentials from {where})" if where else "")
             else:
-                who = " (no credentials for this host" + (f"; looked in {where})" if where else ")")
+                whom = f"{self.host}/{repos[0]}" if repos else "this host"
+                who = f" (no credentials for {whom}" + (f"; looked in {where})" if where else ")")
             raise AuthError(f"registry {self.host} denied {what}{who}: {msg}")
         if resp.status_code == 404:
             raise NotFound(f"registry {self.host}: {what}: not found ({msg})")

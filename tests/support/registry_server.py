@@ -230,13 +230,15 @@ def _make_tls(workdir: Path) -> tuple[Path, Path, Path]:
     return ca_file, cert_file, key_file
 
 
-def _make_htpasswd(workdir: Path, username: str, password: str) -> Path:
+def _make_htpasswd(workdir: Path, users: dict[str, str]) -> Path:
     require_tools(HTPASSWD_BIN)
-    out = subprocess.run(
-        [HTPASSWD_BIN, "-Bbn", username, password], check=True, capture_output=True, text=True
-    ).stdout
+    lines = [
+        subprocess.run([HTPASSWD_BIN, "-Bbn", name, password], check=True, capture_output=True,
+                       text=True).stdout.strip()
+        for name, password in users.items()
+    ]
     path = workdir / "htpasswd"
-    path.write_text(out.strip() + "\n")
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -249,12 +251,18 @@ def start_registry(
     attempts: int = 3,
     credentials: tuple[str, str] | None = None,
     auth_config: dict | None = None,
+    users: dict[str, str] | None = None,
+    log_level: str = "error",
 ) -> RegistryProcess:
     """Start a registry storing under ``workdir/data``; return once GET /v2/ answers.
 
     ``workdir`` must not exist yet or be empty. The caller owns the result and must call
     ``stop()`` (use :func:`running_registry` for a context manager). ``credentials`` fixes the htpasswd
-    user and password (ECR's ``AWS``/token); ``auth_config`` replaces the ``auth`` section (token auth).
+    user and password (ECR's ``AWS``/token); ``users`` (name -> password) puts several users into the
+    htpasswd file, the first of them the one ``Registry.username`` holds (htpasswd gives every user
+    every repository); ``auth_config`` replaces the ``auth`` section (token auth). ``log_level="info"``
+    logs a "response completed" line per request to ``RegistryProcess.log_path``, with
+    ``auth.user.name`` and ``http.request.uri`` (which user each request came as).
     """
     require_tools("docker-registry")
     workdir = Path(workdir)
@@ -267,11 +275,12 @@ def start_registry(
         ca_file, cert_file, key_file = _make_tls(workdir)
     username = password = None
     htpasswd = None
-    if credentials:
+    if credentials or users:
         auth = True
     if auth and not auth_config:
-        username, password = credentials or ("user", secrets.token_urlsafe(16))
-        htpasswd = _make_htpasswd(workdir, username, password)
+        accounts = dict(users or [credentials or ("user", secrets.token_urlsafe(16))])
+        username, password = next(iter(accounts.items()))
+        htpasswd = _make_htpasswd(workdir, accounts)
     if auth_config:
         auth = True
 
@@ -283,7 +292,7 @@ def start_registry(
             http["tls"] = {"certificate": str(cert_file), "key": str(key_file)}
         config: dict = {
             "version": 0.1,
-            "log": {"level": "error", "accesslog": {"disabled": True}},
+            "log": {"level": log_level, "accesslog": {"disabled": True}},
             "storage": {
                 "filesystem": {"rootdirectory": str(data_dir)},
                 "delete": {"enabled": True},
