@@ -257,7 +257,7 @@ class RegistryStore(Store):
         resp = self.client.upload("PUT", _with_digest(url, desc.digest), scope=self._push, headers=headers,
                                   body=body(), what=what)
         if resp.status_code not in (201, 204):
-            self.client.raise_for(resp, what)
+            self.client.raise_for(resp, what, self._push)
 
     def stage_blob(self, desc: Descriptor, body: BlobBody) -> StagedBlob:
         """POST, then one streaming PATCH (what Distribution, Harbor, ECR, which wants no chunks under
@@ -269,7 +269,7 @@ class RegistryStore(Store):
         try:
             presp = self.client.upload("PATCH", url, scope=self._push, headers=headers, body=body(), what=what)
             if presp.status_code not in (201, 202, 204):
-                self.client.raise_for(presp, what)
+                self.client.raise_for(presp, what, self._push)
         except BaseException:
             # The body failed its digest, or the registry refused it: drop the session now rather
             # than leave it until the registry's upload purger removes it.
@@ -320,7 +320,7 @@ class RegistryStore(Store):
                 raise RegistryError(f"registry {self.client.host}: tag {self.repository}:{tag} is immutable and "
                                     f"points at {have}, not {manifest.digest} ({error_text(resp)}); "
                                     "push under a new tag or lift the immutability rule")
-        self.client.raise_for(resp, what)
+        self.client.raise_for(resp, what, self._push)
         return None  # raise_for raised
 
 

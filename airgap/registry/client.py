@@ -50,8 +50,6 @@ http_log = logging.getLogger("airgap.http")
 log = logging.getLogger("airgap.registry")
 # Query parameters safe to show in a log line; anything else (CDN signatures, upload state) is masked.
 _SAFE_QUERY = frozenset({"scope", "service", "n", "last", "digest", "mount", "from", "artifactType", "ns"})
-# A request path's repository: what comes between /v2/ and the last API word (a name may hold "blobs").
-_REPO_PATH_RE = re.compile(r"^(?:/.*?)?/v2/(.+)/(?:blobs|manifests|tags|referrers)/")
 
 
 @dataclass(frozen=True)
@@ -308,15 +306,6 @@ class RegistryClient:
                 return f"{self.api_root}/v2/{repository[len(hosted) + 1:]}"
         return f"/v2/{repository}"
 
-    def _repositories_of(self, path: str) -> list[str]:
-        """The repository a request path is for (``/v2/<name>/blobs/...``, Nexus's
-        ``/repository/<hosted>/v2/<rest>/...``), as the one-element list a scope would give."""
-        m = _REPO_PATH_RE.match(path)
-        if not m:
-            return []
-        hosted = self.api_root.rsplit("/", 1)[-1] if self.api_root and path.startswith(self.api_root + "/") else ""
-        return [f"{hosted}/{m.group(1)}" if hosted else m.group(1)]
-
     def api_name(self, repository: str) -> str:
         """The repository name as the API endpoint knows it (for mount's ``from=``)."""
         return self.repo_path(repository).split("/v2/", 1)[1]
@@ -525,12 +514,12 @@ class RegistryClient:
             raise Transient(f"registry {self.host}: {what}: credentials expired, renewed")
         return resp
 
-    def raise_for(self, resp: httpx.Response, what: str, scope: str | None = None) -> None:
-        """Raise the error for a failed answer; ``scope`` (else the request's URL) tells whose
-        credentials a 401/403 refused."""
+    def raise_for(self, resp: httpx.Response, what: str, scope: str = "") -> None:
+        """Raise the error for a failed answer; ``scope``, the one the request was sent with, tells
+        whose credentials a 401/403 refused (none: the host's own)."""
         msg = error_text(resp)
         if resp.status_code in (401, 403):
-            repos = scope_repositories(scope) if scope is not None else self._repositories_of(resp.request.url.path)
+            repos = scope_repositories(scope)
             # The first repository's: the one the request was for (a mount names its source second).
             source = self.auth.source_for(f"repository:{repos[0]}:pull" if repos else "")
             where, found = source.describe(), source.get()

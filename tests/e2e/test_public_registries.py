@@ -133,6 +133,42 @@ def test_hub_credentials_from_an_auth_file_reach_auth_docker_io_only(public_regi
     assert all((e.authorization or "Bearer").startswith("Bearer") for e in pub.requests_to("registry-1.docker.io"))
 
 
+def test_hub_namespace_keys_send_each_organisation_its_own_account(public_registries, tmp_path):
+    """`podman login docker.io/team-a` writes the key ``docker.io/team-a``: one account per Hub
+    organisation. Each private repository's token is asked for with its own organisation's account;
+    the host-level key (a third account, allowed nowhere) is never used for them."""
+    pub = public_registries
+    accounts = {"alice": "alice-hub-pw", "bob": "bob-hub-pw", "carol": "carol-hub-pw"}
+    pub.users.update(accounts)
+    pub.private["docker.io/team-a/app"] = {"alice"}
+    pub.private["docker.io/team-b/app"] = {"bob"}
+    layout = tmp_path / "l"
+    for n, seed in (("a", 21), ("b", 22)):
+        add_image(layout, n, layers=[LayerSpec(size=1 << 18, seed=seed)])
+    pub.seed(layout, "a", "docker.io/team-a/app:1.0")
+    pub.seed(layout, "b", "docker.io/team-b/app:1.0")
+    images_md = write_images_md(tmp_path / "IMAGES.md", "1.0.0", [
+        {"name": "a", "source": "docker.io/team-a/app:1.0"}, {"name": "b", "source": "team-b/app:1.0"}])
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {
+        key: {"auth": base64.b64encode(f"{user}:{accounts[user]}".encode()).decode()}
+        for key, user in (("docker.io/team-a", "alice"), ("docker.io/team-b", "bob"), ("docker.io", "carol"))}}))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**pub.env(), "HOME": str(home), "XDG_RUNTIME_DIR": str(tmp_path / "run"), "REGISTRY_AUTH_FILE": str(auth)}
+    airgap("bundle", "--images", str(images_md), "-o", str(tmp_path / "b.tar"), "--no-chart", "--no-crds",
+           "--store", str(tmp_path / "store"), env=env)
+
+    def scopes_of(user: str) -> set[str]:
+        return {e.path for e in pub.requests_to("auth.docker.io") if e.authorization == basic(user, accounts[user])}
+
+    assert scopes_of("alice") and all("team-a%2Fapp" in p or "team-a/app" in p for p in scopes_of("alice"))
+    assert scopes_of("bob") and all("team-b%2Fapp" in p or "team-b/app" in p for p in scopes_of("bob"))
+    assert not any("team-" in p for p in scopes_of("carol"))
+    hub_accounts = {basic(u, pw) for u, pw in accounts.items()}
+    assert not any(e.authorization in hub_accounts for e in pub.log if e.host != "auth.docker.io")
+
+
 def test_preflight_fails_on_a_missing_upstream_tag_before_any_build(public_registries, tmp_path):
     pub = public_registries
     layout = tmp_path / "l"

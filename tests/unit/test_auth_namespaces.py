@@ -234,13 +234,13 @@ def test_a_refusal_names_the_key_used_never_the_secret(home):
     assert "'alice'" in msg and f"credentials from {path} key {HOST}/team-a" in msg and "secret" not in msg
 
 
-def test_a_refused_upload_names_the_key_of_the_repository_in_its_url(home):
-    # Blob uploads report their refusals without a scope (RegistryStore): the URL tells the repository.
+def test_a_refused_upload_names_the_key_of_the_repository_it_was_for(home):
+    # RegistryStore reports a refused upload with the scope it pushed under: that scope's repository.
     path = _team_a_and_host(home)
     client = _client(_bearer_registry([], []))
-    for url, key, user in ((f"https://{HOST}/v2/team-a/app/blobs/uploads/1", f"{HOST}/team-a", "alice"),
-                           (f"https://{HOST}/v2/other/app/blobs/uploads/1", HOST, "bob")):
+    for repo, key, user in (("team-a/app", f"{HOST}/team-a", "alice"), ("other/app", HOST, "bob")):
+        url = f"https://{HOST}/v2/{repo}/blobs/uploads/1"
         resp = httpx.Response(401, request=httpx.Request("PUT", url))
         with pytest.raises(AuthError) as err:
-            client.raise_for(resp, "upload")
+            client.raise_for(resp, "upload", f"repository:{repo}:pull,push")
         assert f"as '{user}' (credentials from {path} key {key})" in str(err.value)
